@@ -1,0 +1,4 @@
+"""Compatibility shims for third-party packages (see :mod:`robust_seg.compat.mmcv_ops`)."""
+from robust_seg.compat.mmcv_ops import ensure_mmcv_ops
+
+__all__ = ["ensure_mmcv_ops"]
