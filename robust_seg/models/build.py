@@ -1,0 +1,99 @@
+"""Build a ``SegmentationModel`` from a ``ModelConfig`` through MMSeg's MODELS registry."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robust_seg.models.checkpoints import CheckpointError, load_matching, read_state_dict
+from robust_seg.models.wrapper import SegmentationModel
+
+log = logging.getLogger(__name__)
+_REGISTERED = False
+
+
+def register_modules() -> None:
+    """Import mmseg (with the mmcv.ops fallback) and register the project's backbones, once."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from robust_seg.compat import ensure_mmcv_ops
+
+    ensure_mmcv_ops()
+    from mmseg.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    import robust_seg.models.convnext  # noqa: F401  (registers ConvNeXtConvStem into mmseg MODELS)
+
+    _REGISTERED = True
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else copy.deepcopy(value)
+
+
+def _set_num_classes(head: Any, num_classes: int) -> None:
+    for entry in head if isinstance(head, list) else [head]:
+        if isinstance(entry, dict):
+            entry["num_classes"] = num_classes
+
+
+def build_segmentor(mmseg_cfg: Mapping, num_classes: int) -> torch.nn.Module:
+    """The raw MMSeg EncoderDecoder, randomly initialised with MMSeg's ``init_weights``."""
+    register_modules()
+    from mmseg.registry import MODELS
+
+    cfg = _plain(mmseg_cfg)
+    cfg.setdefault("type", "EncoderDecoder")
+    cfg["data_preprocessor"] = None  # normalisation lives in SegmentationModel
+    _set_num_classes(cfg.get("decode_head"), num_classes)
+    if cfg.get("auxiliary_head"):
+        _set_num_classes(cfg["auxiliary_head"], num_classes)
+    segmentor = MODELS.build(cfg)
+    segmentor.init_weights()
+    return segmentor
+
+
+def load_backbone(model: SegmentationModel, location: str, checkpoint_format: str) -> None:
+    """Initialise the backbone from a classifier checkpoint in ``checkpoint_format`` (converted to MMSeg keys)."""
+    from robust_seg.models.convert import CONVERTERS
+
+    if checkpoint_format not in CONVERTERS:
+        raise CheckpointError(f"unknown backbone_format '{checkpoint_format}' (choose from {', '.join(CONVERTERS)})")
+    backbone = model.backbone()
+    state = CONVERTERS[checkpoint_format](read_state_dict(location), backbone)
+    load_matching(backbone, state, f"backbone checkpoint {location} ({checkpoint_format} format)")
+
+
+def build_model(cfg, num_classes: int) -> SegmentationModel:
+    """Build the model of ``cfg`` (a ``ModelConfig`` or DictConfig) for ``num_classes`` classes.
+
+    Order: random init -> backbone checkpoint (``backbone_init``) -> whole-model ``checkpoint``.
+    """
+    segmentor = build_segmentor(cfg.mmseg, num_classes)
+    window = (cfg.inference.crop_size, cfg.inference.stride) if cfg.inference.mode == "slide" else None
+    if cfg.inference.mode not in ("whole", "slide"):
+        raise ValueError(f"model.inference.mode must be 'whole' or 'slide', got '{cfg.inference.mode}'")
+    model = SegmentationModel(segmentor, num_classes, mean=list(cfg.mean), std=list(cfg.std), sliding_window=window)
+    if cfg.backbone_init != "none":
+        sources = dict(cfg.backbone_checkpoints or {})
+        if cfg.backbone_init not in sources:
+            raise CheckpointError(f"model.backbone_init={cfg.backbone_init} but model.backbone_checkpoints has "
+                                  f"no such entry (has: {', '.join(sources) or 'none'})")
+        if not sources[cfg.backbone_init]:
+            raise CheckpointError(f"model.backbone_checkpoints.{cfg.backbone_init} is not set: give a path or URL")
+        load_backbone(model, sources[cfg.backbone_init], cfg.backbone_format)
+        log.info("backbone initialised from %s (%s)", sources[cfg.backbone_init], cfg.backbone_init)
+    if cfg.checkpoint:
+        load_segmentation_checkpoint(model, cfg.checkpoint)
+    if cfg.sync_bn and torch.distributed.is_available() and torch.distributed.is_initialized():
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def load_segmentation_checkpoint(model: SegmentationModel, location: str) -> None:
+    """Load whole-model weights saved by this project (``SegmentationModel.state_dict()``)."""
+    load_matching(model, read_state_dict(location), f"checkpoint {location}")

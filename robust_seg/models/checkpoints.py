@@ -1,0 +1,69 @@
+"""Loading weights safely (``weights_only=True``) from a local path or a URL."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or does not match the model."""
+
+
+def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a state dict from a path or an http(s) URL (cached by torch.hub), never unpickling objects.
+
+    Accepts plain state dicts and the usual wrappers (``state_dict``, ``model``, ``module.`` prefixes).
+    """
+    if location.startswith(("http://", "https://")):
+        try:
+            state = torch.hub.load_state_dict_from_url(location, map_location=map_location, weights_only=True,
+                                                       progress=False)
+        except Exception as error:  # network, HTTP and format errors all end here
+            raise CheckpointError(f"cannot download checkpoint {location}: {error}".splitlines()[0]) from None
+    else:
+        path = Path(os.path.expanduser(location))
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path} (give a local file or an http(s) URL)")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as error:
+            raise CheckpointError(f"cannot read checkpoint {path} as plain tensors: {error}".splitlines()[0]) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint {location} holds a {type(state).__name__}, not a state dict")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _summarise(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+
+
+def load_matching(module: nn.Module, state: Mapping[str, torch.Tensor], what: str,
+                  allow_missing: tuple[str, ...] = ()) -> None:
+    """Load ``state`` strictly into ``module``; on mismatch raise one readable line listing the keys.
+
+    ``allow_missing``: prefixes of module keys that may legitimately be absent
+    (e.g. a classifier head that the backbone does not have).
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith(allow_missing)]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                   if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_summarise(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_summarise(unexpected)}")
+        if wrong_shape:
+            parts.append(f"shape mismatch: {_summarise(wrong_shape, 3)}")
+        raise CheckpointError(f"{what} does not match the model: " + "; ".join(parts))
+    module.load_state_dict(dict(state), strict=False)

@@ -1,0 +1,37 @@
+"""Structured-config schema of the ``model`` group (configs/model/*.yaml)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class InferenceConfig:
+    """``whole`` image inference, or ``slide`` with square windows of ``crop_size`` every ``stride`` pixels."""
+
+    mode: str = "whole"
+    crop_size: int = 512
+    stride: int = 341
+
+
+@dataclass
+class ModelConfig:
+    """A segmentation model built through MMSeg's registry and wrapped by ``SegmentationModel``.
+
+    mmseg: the MMSeg ``EncoderDecoder`` config (num_classes is filled in from the dataset).
+    backbone_init: which entry of ``backbone_checkpoints`` initialises the backbone
+        (``none`` = random; ``clean``/``robust`` = ImageNet classifiers, PIR-AT uses ``robust``).
+    backbone_format: key layout of those checkpoints (see ``robust_seg.models.convert.CONVERTERS``).
+    checkpoint: weights of the whole segmentation model (local path or URL), loaded last.
+    """
+
+    name: str = "???"
+    mmseg: Any = field(default_factory=dict)
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    backbone_init: str = "none"
+    backbone_checkpoints: dict[str, Optional[str]] = field(default_factory=dict)
+    backbone_format: str = "mmseg"
+    checkpoint: Optional[str] = None
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    sync_bn: bool = False
