@@ -1,0 +1,9 @@
+"""User-facing errors: each prints as one line naming the problem and the fix, and exits non-zero."""
+
+
+class RobustSegError(Exception):
+    """Base class of errors caused by input (configs, files, checkpoints), not by bugs."""
+
+
+class ConfigError(RobustSegError, ValueError):
+    """A configuration value is malformed or inconsistent."""

@@ -1,0 +1,53 @@
+"""Radii written as the papers write them: ``8/255``, ``0.0314``, ``0``, or lists of these."""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Any, Iterable
+
+from robust_seg.errors import ConfigError
+
+_NUMBER = r"\s*[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?\s*"
+_RADIUS = re.compile(rf"^({_NUMBER})(?:/({_NUMBER}))?$")
+
+
+def parse_radius(value: Any, name: str = "attack.eps") -> float:
+    """``'8/255'`` -> 0.03137..., ``0.0314`` -> 0.0314; a negative or unreadable value raises ConfigError."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: {value!r} is not a radius (write e.g. 8/255 or 0.0314)")
+    if isinstance(value, (int, float)):
+        radius = float(value)
+    else:
+        match = _RADIUS.match(str(value))
+        if not match:
+            raise ConfigError(f"{name}: cannot read {value!r} as a radius (write e.g. 8/255 or 0.0314)")
+        numerator, denominator = match.groups()
+        if denominator is not None and float(denominator) == 0:
+            raise ConfigError(f"{name}: {value!r} divides by zero (write e.g. 8/255)")
+        radius = float(numerator) / float(denominator) if denominator is not None else float(numerator)
+    if not radius >= 0:
+        raise ConfigError(f"{name}: radius {value!r} must be >= 0")
+    return radius
+
+
+def parse_radii(value: Any, name: str = "attack.eps") -> list[float]:
+    """A radius or a list of radii (a list written as ``[4/255,8/255]`` on the command line)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        value = [v for v in value.strip()[1:-1].split(",") if v.strip()]
+    items: Iterable = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, str) else [value]
+    radii = [parse_radius(item, name) for item in items]
+    if not radii:
+        raise ConfigError(f"{name}: empty list of radii")
+    return radii
+
+
+def format_radius(radius: float) -> str:
+    """The paper's notation when the radius is k/255 for a simple k (e.g. '8/255', '0.5/255'), else the float."""
+    if radius == 0:
+        return "0"
+    scaled = Fraction(radius * 255).limit_denominator(8)
+    if abs(float(scaled) / 255 - radius) < 1e-9:
+        numerator = float(scaled)
+        text = f"{numerator:g}"
+        return f"{text}/255"
+    return f"{radius:g}"

@@ -1,0 +1,78 @@
+"""Run logging: Weights & Biases (offline by default) mirrored to plain files by the drivers.
+
+Only rank 0 logs. The W&B key is read by wandb from the environment
+(``WANDB_API_KEY``); it never appears in configs or logs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from robust_seg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class RunLogger:
+    """Thin facade over a W&B run; every method is a no-op without one."""
+
+    def __init__(self, cfg, run_dir: str | Path, config: dict, job_type: str, enabled: bool = True):
+        self.run = None
+        self.max_images = cfg.log_images
+        if not enabled or cfg.backend == "none" or cfg.mode == "disabled":
+            return
+        if cfg.backend != "wandb":
+            raise ConfigError(f"logger.backend must be 'wandb' or 'none', got '{cfg.backend}'")
+        if cfg.mode not in ("offline", "online"):
+            raise ConfigError(f"logger.mode must be offline, online or disabled, got '{cfg.mode}'")
+        if cfg.mode == "online" and not os.environ.get("WANDB_API_KEY") and not Path("~/.netrc").expanduser().exists():
+            raise ConfigError("logger.mode=online needs a W&B login: run `wandb login` or set WANDB_API_KEY "
+                              "in the environment (or use logger.mode=offline)")
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags),
+                              mode=cfg.mode, dir=str(run_dir), config=config, job_type=job_type,
+                              name=Path(run_dir).name, reinit="finish_previous")
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({name: wandb.Table(columns=columns, data=rows)})
+
+    def image(self, name: str, path: str | Path) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({name: wandb.Image(str(path))})
+
+    def segmentation_images(self, name: str, images, predictions, labels, class_names: list[str]) -> None:
+        """Images with predicted and ground-truth masks (W&B mask overlay)."""
+        if self.run is None:
+            return
+        import wandb
+
+        classes = {i: n for i, n in enumerate(class_names)}
+        classes[255] = "ignore"
+        panels = []
+        for image, prediction, label in list(zip(images, predictions, labels))[: self.max_images]:
+            panels.append(wandb.Image(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), masks={
+                "prediction": {"mask_data": prediction.cpu().numpy(), "class_labels": classes},
+                "ground_truth": {"mask_data": label.cpu().numpy(), "class_labels": classes}}))
+        self.run.log({name: panels})
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update(values)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
