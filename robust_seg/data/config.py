@@ -1,0 +1,118 @@
+"""Hydra structured-config schema of the ``dataset`` config group.
+
+One dataclass serves the three datasets; the knobs of the procedural dataset live
+in the optional nested :class:`SyntheticConfig` (``None`` for the real datasets).
+Being a dataclass schema, unknown keys in ``configs/dataset/*.yaml`` or on the
+command line are rejected by OmegaConf/Hydra.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from robust_seg.data.errors import DatasetError
+
+DATASET_NAMES = ("synthetic", "pascal_voc", "ade20k")
+
+
+@dataclass
+class SyntheticConfig:
+    """Size and difficulty of the procedural dataset (``robust_seg.data.synthetic``).
+
+    Attributes:
+        num_train / num_val: number of images of the ``train`` / ``val`` split.
+        image_size: side of the square images.
+        min_objects / max_objects: objects per image (uniform, inclusive).
+        border_width: thickness in pixels of the ignore band (label 255) drawn along
+            every boundary between regions, like VOC's object outlines (0: none).
+        noise_std: std of the i.i.d. Gaussian pixel noise.
+        colour_jitter: std of the per-object shift of the class colour.
+        texture_contrast: amplitude of the class texture (stripes/checker/dots).
+    """
+
+    num_train: int = 1024
+    num_val: int = 128
+    image_size: int = 64
+    min_objects: int = 3
+    max_objects: int = 6
+    border_width: int = 1
+    noise_std: float = 0.06
+    colour_jitter: float = 0.1
+    texture_contrast: float = 0.25
+
+
+@dataclass
+class DatasetConfig:
+    """Schema of ``cfg.dataset``.
+
+    Attributes:
+        name: ``synthetic``, ``pascal_voc`` or ``ade20k``.
+        root: dataset directory (``VOCdevkit/VOC2012`` or ``ADEChallengeData2016``);
+            unused by ``synthetic``.
+        num_classes: K, including the background class (VOC 21, ADE20K 151 as in the
+            SEA paper App. B.2); must match the dataset's class list.
+        base_size / crop_size: Table 5 "Base size" / "Crop size" (square crop).
+        train_split / val_split: split names (VOC: ids file under
+            ``ImageSets/Segmentation``; ADE20K: ``training`` / ``validation``;
+            synthetic: ``train`` / ``val``).
+        flip / gaussian_blur: Table 5 random horizontal flip / random Gaussian blur.
+        scale_range: the random long side is drawn uniformly in
+            ``[base_size * lo, base_size * hi]`` (the usual 0.5..2.0).
+        eval_size: ``None`` evaluates images as stored (variable sizes need batch 1);
+            an int S downscales images whose long side exceeds S to long side S and
+            pads to S x S (image 0, label 255) so that they batch.
+        max_images: use only the first N images of a split (quick runs).
+        seed: seed of the synthetic generator and of the training augmentation.
+        synthetic: knobs of the synthetic dataset (required iff ``name == synthetic``).
+    """
+
+    name: str = MISSING
+    num_classes: int = MISSING
+    base_size: int = MISSING
+    crop_size: int = MISSING
+    root: Optional[str] = None
+    train_split: str = "train"
+    val_split: str = "val"
+    flip: bool = True
+    gaussian_blur: bool = True
+    scale_range: List[float] = field(default_factory=lambda: [0.5, 2.0])
+    eval_size: Optional[int] = None
+    max_images: Optional[int] = None
+    seed: int = 0
+    synthetic: Optional[SyntheticConfig] = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.name not in DATASET_NAMES:
+            problems.append(f"name={self.name!r} is not one of {DATASET_NAMES}")
+        if self.num_classes < 2:
+            problems.append(f"num_classes={self.num_classes} < 2")
+        if self.base_size < 1 or self.crop_size < 1:
+            problems.append(f"base_size={self.base_size} and crop_size={self.crop_size} must be positive")
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            problems.append(f"scale_range={list(self.scale_range)} must be [lo, hi] with 0 < lo <= hi")
+        if self.eval_size is not None and self.eval_size < 1:
+            problems.append(f"eval_size={self.eval_size} must be positive or null")
+        if self.max_images is not None and self.max_images < 1:
+            problems.append(f"max_images={self.max_images} must be positive or null")
+        if (self.name == "synthetic") != (self.synthetic is not None):
+            problems.append("the 'synthetic' section is required for name=synthetic and only for it")
+        if self.synthetic is not None and not 1 <= self.synthetic.min_objects <= self.synthetic.max_objects:
+            problems.append("synthetic needs 1 <= min_objects <= max_objects")
+        if problems:
+            raise DatasetError("invalid dataset config: " + "; ".join(problems))
+
+
+def as_dataset_config(cfg: Any) -> DatasetConfig:
+    """Return ``cfg`` as a validated :class:`DatasetConfig` (accepts the dataclass, a DictConfig or a dict).
+
+    Unknown keys are rejected by the merge with the schema.
+    """
+    if isinstance(cfg, DatasetConfig):
+        return cfg
+    if not isinstance(cfg, (dict, DictConfig)):
+        raise DatasetError(f"expected a DatasetConfig, DictConfig or dict, got {type(cfg).__name__}")
+    merged = OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg)
+    return OmegaConf.to_object(merged)

@@ -1,0 +1,131 @@
+"""Training augmentation of Table 5 (SEA paper, App. B.2) and the evaluation transform.
+
+Images are float (3, H, W) in [0, 1], labels int64 (H, W) with 255 = ignore. All
+randomness comes from an explicit ``torch.Generator`` so that a sample is a pure
+function of (seed, epoch, index).
+
+Training pipeline (Table 5: base size, crop size, random horizontal flip, random
+Gaussian blur), in the order of the reference "base size / crop size" pipeline
+(Zhang et al., PyTorch-Encoding, used by the PSPNet/DDC-AT code bases):
+
+1. horizontal flip with probability 1/2;
+2. random scale: the long side is drawn uniformly among the integers in
+   ``[int(base_size * lo), int(base_size * hi)]`` (``scale_range = [lo, hi]``, 0.5..2.0),
+   aspect ratio kept; image bilinear (antialiased), label nearest;
+3. if a side is shorter than ``crop_size``, pad bottom/right with image 0 and
+   label 255 (the reference pads labels with 0 = background, which would invent
+   background pixels; 255 keeps padding out of the loss);
+4. random ``crop_size`` x ``crop_size`` crop;
+5. Gaussian blur with probability 1/2, sigma ~ U(0, 1) pixels (PIL's
+   ``GaussianBlur(radius=random())`` in the reference; the radius is the std).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from robust_seg import IGNORE_INDEX
+
+Sample = Tuple[torch.Tensor, torch.Tensor]
+
+
+def resize(image: torch.Tensor, label: torch.Tensor, height: int, width: int) -> Sample:
+    """Resize image (bilinear, antialiased when shrinking) and label (nearest) to (height, width)."""
+    if image.shape[-2:] == (height, width):
+        return image, label
+    image = F.interpolate(image[None], size=(height, width), mode="bilinear", align_corners=False,
+                          antialias=True)[0].clamp_(0.0, 1.0)
+    label = F.interpolate(label[None, None].float(), size=(height, width), mode="nearest-exact")[0, 0].long()
+    return image, label
+
+
+def pad_to(image: torch.Tensor, label: torch.Tensor, height: int, width: int) -> Sample:
+    """Pad bottom/right up to at least (height, width): image with 0, label with 255."""
+    pad_h, pad_w = max(height - image.shape[-2], 0), max(width - image.shape[-1], 0)
+    if pad_h == 0 and pad_w == 0:
+        return image, label
+    image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
+    label = F.pad(label, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
+    return image, label
+
+
+def resize_long_side(image: torch.Tensor, label: torch.Tensor, long_side: int) -> Sample:
+    """Resize keeping the aspect ratio so that the longer side equals ``long_side`` (rounded)."""
+    height, width = image.shape[-2:]
+    ratio = long_side / max(height, width)
+    return resize(image, label, max(int(height * ratio + 0.5), 1), max(int(width * ratio + 0.5), 1))
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with std ``sigma`` pixels, kernel radius ceil(3 sigma), reflect padding."""
+    radius = max(int(math.ceil(3.0 * sigma)), 1)
+    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype)
+    kernel = torch.exp(-0.5 * (offsets / max(sigma, 1e-3)) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = image.shape[0]
+    out = F.pad(image[None], (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    out = F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    return out[0]
+
+
+def _uniform(generator: torch.Generator) -> float:
+    return float(torch.rand((), generator=generator))
+
+
+def _randint(low: int, high: int, generator: torch.Generator) -> int:
+    """Uniform integer in [low, high] (inclusive)."""
+    return int(torch.randint(low, high + 1, (), generator=generator))
+
+
+@dataclass(frozen=True)
+class TrainTransform:
+    """Random flip, scale, pad, crop and blur of Table 5 (see module docstring)."""
+
+    base_size: int
+    crop_size: int
+    scale_range: Sequence[float] = (0.5, 2.0)
+    flip: bool = True
+    gaussian_blur: bool = True
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, generator: torch.Generator) -> Sample:
+        if self.flip and _uniform(generator) < 0.5:
+            image, label = image.flip(-1), label.flip(-1)
+        low, high = self.scale_range
+        long_side = _randint(int(self.base_size * low), int(self.base_size * high), generator)
+        image, label = resize_long_side(image, label, max(long_side, 1))
+        image, label = pad_to(image, label, self.crop_size, self.crop_size)
+        height, width = image.shape[-2:]
+        top = _randint(0, height - self.crop_size, generator)
+        left = _randint(0, width - self.crop_size, generator)
+        image = image[:, top:top + self.crop_size, left:left + self.crop_size]
+        label = label[top:top + self.crop_size, left:left + self.crop_size]
+        if self.gaussian_blur and _uniform(generator) < 0.5:
+            image = gaussian_blur(image, _uniform(generator))
+        return image.contiguous(), label.contiguous()
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """Deterministic evaluation transform.
+
+    ``size=None``: identity (images keep their own size; batch 1 if sizes differ).
+    ``size=S``: images whose long side exceeds S are downscaled to long side S
+    (label nearest), then everything is padded bottom/right to S x S with image 0
+    and label 255, so padded pixels never count. Choice: with S >= the largest
+    image (VOC: <= 500 px, S = 512) evaluation happens at the original resolution
+    on the original labels; for ADE20K (long sides up to ~2000 px) it downscales.
+    """
+
+    size: Optional[int] = None
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, generator: torch.Generator) -> Sample:
+        if self.size is None:
+            return image, label
+        if max(image.shape[-2:]) > self.size:
+            image, label = resize_long_side(image, label, self.size)
+        return pad_to(image, label, self.size, self.size)
