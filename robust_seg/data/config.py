@@ -83,36 +83,40 @@ class DatasetConfig:
     seed: int = 0
     synthetic: Optional[SyntheticConfig] = None
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.name not in DATASET_NAMES:
-            problems.append(f"name={self.name!r} is not one of {DATASET_NAMES}")
-        if self.num_classes < 2:
-            problems.append(f"num_classes={self.num_classes} < 2")
-        if self.base_size < 1 or self.crop_size < 1:
-            problems.append(f"base_size={self.base_size} and crop_size={self.crop_size} must be positive")
-        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
-            problems.append(f"scale_range={list(self.scale_range)} must be [lo, hi] with 0 < lo <= hi")
-        if self.eval_size is not None and self.eval_size < 1:
-            problems.append(f"eval_size={self.eval_size} must be positive or null")
-        if self.max_images is not None and self.max_images < 1:
-            problems.append(f"max_images={self.max_images} must be positive or null")
-        if (self.name == "synthetic") != (self.synthetic is not None):
-            problems.append("the 'synthetic' section is required for name=synthetic and only for it")
-        if self.synthetic is not None and not 1 <= self.synthetic.min_objects <= self.synthetic.max_objects:
-            problems.append("synthetic needs 1 <= min_objects <= max_objects")
-        if problems:
-            raise DatasetError("invalid dataset config: " + "; ".join(problems))
+
+def validate_dataset_config(cfg: DatasetConfig) -> DatasetConfig:
+    """Return ``cfg`` unchanged, or raise ``DatasetError`` listing every inconsistent value on one line."""
+    problems = []
+    if cfg.name not in DATASET_NAMES:
+        problems.append(f"name={cfg.name!r} is not one of {DATASET_NAMES}")
+    if cfg.num_classes < 2:
+        problems.append(f"num_classes={cfg.num_classes} < 2")
+    if cfg.base_size < 1 or cfg.crop_size < 1:
+        problems.append(f"base_size={cfg.base_size} and crop_size={cfg.crop_size} must be positive")
+    if len(cfg.scale_range) != 2 or not 0 < cfg.scale_range[0] <= cfg.scale_range[1]:
+        problems.append(f"scale_range={list(cfg.scale_range)} must be [lo, hi] with 0 < lo <= hi")
+    if cfg.eval_size is not None and cfg.eval_size < 1:
+        problems.append(f"eval_size={cfg.eval_size} must be positive or null")
+    if cfg.max_images is not None and cfg.max_images < 1:
+        problems.append(f"max_images={cfg.max_images} must be positive or null")
+    if (cfg.name == "synthetic") != (cfg.synthetic is not None):
+        problems.append("the 'synthetic' section is required for name=synthetic and only for it")
+    if cfg.synthetic is not None and not 1 <= cfg.synthetic.min_objects <= cfg.synthetic.max_objects:
+        problems.append("synthetic needs 1 <= min_objects <= max_objects")
+    if problems:
+        raise DatasetError("invalid dataset config: " + "; ".join(problems))
+    return cfg
 
 
 def as_dataset_config(cfg: Any) -> DatasetConfig:
     """Return ``cfg`` as a validated :class:`DatasetConfig` (accepts the dataclass, a DictConfig or a dict).
 
-    Unknown keys are rejected by the merge with the schema.
+    Unknown keys are rejected by the merge with the schema; values are checked by
+    :func:`validate_dataset_config`.
     """
     if isinstance(cfg, DatasetConfig):
-        return cfg
+        return validate_dataset_config(cfg)
     if not isinstance(cfg, (dict, DictConfig)):
         raise DatasetError(f"expected a DatasetConfig, DictConfig or dict, got {type(cfg).__name__}")
     merged = OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg)
-    return OmegaConf.to_object(merged)
+    return validate_dataset_config(OmegaConf.to_object(merged))

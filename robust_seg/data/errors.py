@@ -1,8 +1,10 @@
 """Errors raised by the data layer."""
 from __future__ import annotations
 
+from robust_seg.errors import RobustSegError
 
-class DatasetError(ValueError):
+
+class DatasetError(RobustSegError, ValueError):
     """A dataset configuration or a dataset on disk is unusable."""
 
 
