@@ -1,0 +1,179 @@
+"""Per-pixel attack losses of the SEA paper, Sec. 2.2, and the objective they induce.
+
+Every loss takes logits ``u`` (B, K, H, W) and labels ``y`` (B, H, W) and returns the
+per-pixel loss (B, H, W), zero at pixels labelled ``IGNORE_INDEX``. Iteration-dependent
+losses (Bal-CE) read the keywords ``step`` (t = 1, ..., T) and ``total_steps`` (T); all
+others accept and ignore them, so every loss shares one signature.
+
+All losses are computed from ``log_softmax`` (never ``log(softmax)``), so they stay finite
+with finite gradients for confident logits (|u| ~ 1e4).
+
+The per-image objective is the mean of the per-pixel loss over the *labelled* pixels of the
+image. (The official SEA code averages over all pixels with ignored pixels zeroed; the two
+differ by a positive per-image constant, which changes neither the sign of the gradient nor
+any comparison APGD makes within one image, only the reported value.)
+
+Masked losses (Mask-CE, Mask-Sph.): the mask ``1[argmax_j u_j = y]`` enters only the
+gradient. The objective tracked by APGD for its step-size rule and best-point selection is
+the unmasked loss (paper, App. B.1). ``AttackLoss`` encodes this: ``evaluate`` returns both
+the per-pixel loss to differentiate and the per-pixel tracked objective.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from robust_seg import IGNORE_INDEX
+
+PixelLoss = Callable[..., torch.Tensor]
+
+_NORM_FLOOR = 1e-12
+"""Lower bound on ||u||_2 in the spherical loss (all-zero logits would divide by zero)."""
+
+
+def _labelled(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid mask, labels with ignored pixels replaced by class 0 so they can be gathered)."""
+    valid = labels != IGNORE_INDEX
+    return valid, torch.where(valid, labels, torch.zeros_like(labels)).long()
+
+
+def correctly_classified(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mask 1[argmax_j u_j = y] (B, H, W); False at ignored pixels. Never differentiated."""
+    return (logits.detach().argmax(1) == labels) & (labels != IGNORE_INDEX)
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+    """L_CE(u, y) = -log p_y = -u_y + log sum_j exp(u_j) (Sec. 2.2.1)."""
+    return F.cross_entropy(logits, labels.long(), ignore_index=IGNORE_INDEX, reduction="none")
+
+
+def bal_ce_lambda(step: int, total_steps: int) -> float:
+    """SegPGD weight lambda(t) = (t - 1) / (2T), t = 1, ..., T (Sec. 2.2.1)."""
+    if step is None or total_steps is None:
+        raise ValueError("Bal-CE needs the keywords step (t) and total_steps (T)")
+    if not 1 <= step <= total_steps:
+        raise ValueError(f"Bal-CE step t={step} must lie in 1..T={total_steps}")
+    return (step - 1) / (2 * total_steps)
+
+
+def balanced_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, *, step: int | None = None, total_steps: int | None = None, **_: object
+) -> torch.Tensor:
+    """L_Bal-CE = ((1 - lambda(t)) 1[argmax u = y] + lambda(t) 1[argmax u != y]) L_CE (SegPGD, Sec. 2.2.1).
+
+    The indicator weights are piecewise constant in u, hence carry no gradient.
+    """
+    lam = bal_ce_lambda(step, total_steps)
+    correct = correctly_classified(logits, labels)
+    weight = torch.where(correct, 1.0 - lam, lam).to(logits.dtype)
+    return weight * cross_entropy(logits, labels)
+
+
+def cosine_similarity_weight(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CosPGD weight <sigma(u), e_y> / ||sigma(u)||_2 = sigma(u_y) / ||sigma(u)||_2, detached (B, H, W)."""
+    _, gather_labels = _labelled(labels)
+    sig = torch.sigmoid(logits.detach())
+    return sig.gather(1, gather_labels.unsqueeze(1)).squeeze(1) / sig.norm(dim=1)
+
+
+def cosine_similarity_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+    """L_CosSim-CE = sigma(u_y) / ||sigma(u)||_2 * L_CE (CosPGD, Sec. 2.2.1).
+
+    The weight is detached, so the gradient is the "gradient" the CosPGD authors use:
+    weight * grad L_CE (as the paper states; not the true gradient of the product).
+    """
+    return cosine_similarity_weight(logits, labels) * cross_entropy(logits, labels)
+
+
+def _js_from_log_p(log_p: torch.Tensor) -> torch.Tensor:
+    """D_JS(p || e_y) as a function of log p_y: log 2 - (1 + p_y) log(1 + p_y) / 2 + p_y log(p_y) / 2.
+
+    This is App. A's closed form D_JS = 1/2 log(2 / (1 + p_y)) + 1/2 sum_i p_i log(2 p_i / (delta_yi + p_i))
+    simplified with sum_i p_i = 1. ``p_y log p_y`` is evaluated as exp(lp) * lp, which is finite (-> 0)
+    with a finite gradient (exp(lp) (lp + 1) -> 0) when p_y underflows.
+    """
+    p = log_p.exp()
+    return math.log(2.0) - 0.5 * (1.0 + p) * torch.log1p(p) + 0.5 * p * log_p
+
+
+def jensen_shannon(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+    """L_JS(u, y) = D_JS(softmax(u) || e_y) (Sec. 2.2.2); bounded by log 2, gradient -> 0 as p_y -> 0."""
+    valid, gather_labels = _labelled(labels)
+    log_p = F.log_softmax(logits, dim=1).gather(1, gather_labels.unsqueeze(1)).squeeze(1)
+    return torch.where(valid, _js_from_log_p(log_p), torch.zeros_like(log_p))
+
+
+def spherical(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+    """Unmasked spherical loss -u_y / ||u||_2 (Bickel 2007), the objective tracked for Mask-Sph."""
+    valid, gather_labels = _labelled(labels)
+    u_y = logits.gather(1, gather_labels.unsqueeze(1)).squeeze(1)
+    loss = -u_y / logits.norm(dim=1).clamp_min(_NORM_FLOOR)
+    return torch.where(valid, loss, torch.zeros_like(loss))
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+    """L_Mask-CE = 1[argmax_j u_j = y] L_CE(u, y) (Sec. 2.2.2)."""
+    return correctly_classified(logits, labels).to(logits.dtype) * cross_entropy(logits, labels)
+
+
+def masked_spherical(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+    """L_Mask-Sph = -1[argmax_j u_j = y] u_y / ||u||_2 (Sec. 2.2.2)."""
+    return correctly_classified(logits, labels).to(logits.dtype) * spherical(logits, labels)
+
+
+@dataclass(frozen=True)
+class AttackLoss:
+    """A registry entry: the loss to differentiate and the objective APGD tracks.
+
+    ``base`` is the unmasked per-pixel loss; ``masked`` multiplies it by
+    1[argmax u = y] for the gradient only (App. B.1), so the tracked objective
+    stays ``base``. ``targetable``: whether the negated loss towards a target map is
+    a meaningful targeted objective (App. D uses -JS; -CE is the usual targeted CE).
+    """
+
+    name: str
+    base: PixelLoss
+    masked: bool = False
+    targetable: bool = False
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, **steps: object) -> torch.Tensor:
+        """The paper's per-pixel loss (masked where the loss is masked)."""
+        return self.evaluate(logits, labels, **steps)[0]
+
+    def evaluate(
+        self, logits: torch.Tensor, labels: torch.Tensor, **steps: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-pixel loss whose gradient drives the attack, per-pixel tracked objective)."""
+        objective = self.base(logits, labels, **steps)
+        if not self.masked:
+            return objective, objective
+        return correctly_classified(logits, labels).to(objective.dtype) * objective, objective
+
+
+LOSSES: dict[str, AttackLoss] = {
+    "ce": AttackLoss("ce", cross_entropy, targetable=True),
+    "bal_ce": AttackLoss("bal_ce", balanced_cross_entropy),
+    "cossim_ce": AttackLoss("cossim_ce", cosine_similarity_cross_entropy),
+    "js": AttackLoss("js", jensen_shannon, targetable=True),
+    "mask_ce": AttackLoss("mask_ce", cross_entropy, masked=True),
+    "mask_sph": AttackLoss("mask_sph", spherical, masked=True),
+}
+"""The six losses of Sec. 2.2 by name."""
+
+
+def get_loss(name: str) -> AttackLoss:
+    """Registry lookup with a helpful error."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown attack loss {name!r}; choose from {sorted(LOSSES)}") from None
+
+
+def per_image_mean(pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of a (B, H, W) per-pixel quantity over each image's labelled pixels, shape (B,)."""
+    count = (labels != IGNORE_INDEX).flatten(1).sum(1).clamp_min(1)
+    return pixel_values.flatten(1).sum(1) / count.to(pixel_values.dtype)

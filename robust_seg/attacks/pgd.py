@@ -1,0 +1,233 @@
+"""Fixed-step Linf PGD (Madry et al. 2018) and the primitives APGD shares with it.
+
+PGD iterates x^(t+1) = P_S(x^(t) + alpha sign(grad g(x^(t)))) on the set
+S = {z : ||z - x||_inf <= eps, z in [0, 1]} (SEA paper Sec. 2.3, written there for
+minimising; here the attack loss is maximised). As for the SegPGD / CosPGD baselines of
+the paper (App. B.1), the iterate with the highest loss is kept per image.
+
+Shared primitives: projection onto S, per-image seeded random starts, and
+``AttackObjective``, which evaluates model, loss, gradient, predictions and accuracy from
+ONE forward (and at most one backward) per iterate.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from robust_seg.attacks.invariants import check_linf_box
+from robust_seg.attacks.losses import get_loss, per_image_mean
+from robust_seg.attacks.result import AttackResult
+from robust_seg.metrics.segmentation import pixel_accuracy
+
+_MASK64 = (1 << 64) - 1
+
+PAPER_STEP_SIZES_300_ITERATIONS = {0.25: 8e-4, 0.5: 9e-4, 1.0: 1e-3, 2.0: 2e-3, 4.0: 4e-3, 8.0: 5e-3, 12.0: 6e-3}
+"""PGD step size by radius (in units of 1/255) for SegPGD / CosPGD with 300 iterations.
+
+Radii 2, 4, 8, 12: App. B.1 (Table 1). Radii 0.25, 0.5, 1 are not in the paper; they come
+from the reference implementation's SegPGD table (REFERENCE.md), which gives 3e-3 at 4/255
+where the paper says 4e-3: the paper wins.
+"""
+
+PAPER_STEP_SIZES_100_ITERATIONS = {4.0: 5e-3, 8.0: 1e-2, 12.0: 1e-2, 16.0: 1e-2}
+"""PGD step size by radius (1/255) for the 100-iteration PGD-vs-APGD comparison (App. C.1, Table 7)."""
+
+
+def paper_step_size(eps: float, iterations: int = 300) -> float:
+    """The paper's PGD step size for radius ``eps`` (in [0, 1] units) and budget 100 or 300 iterations."""
+    table = {300: PAPER_STEP_SIZES_300_ITERATIONS, 100: PAPER_STEP_SIZES_100_ITERATIONS}.get(iterations)
+    if table is None:
+        raise ValueError(f"the paper gives PGD step sizes for 100 or 300 iterations, not {iterations}")
+    for radius, step in table.items():
+        if math.isclose(eps * 255, radius, rel_tol=1e-6):
+            return step
+    raise ValueError(f"no paper step size for eps={eps * 255:g}/255 at {iterations} iterations; radii: {sorted(table)}")
+
+
+def project_linf_box(points: torch.Tensor, images: torch.Tensor, radius: float) -> torch.Tensor:
+    """P_S: the closest point of {||z - x||_inf <= radius} intersected with [0, 1] (coordinate-wise clamp)."""
+    return torch.clamp(points, images - radius, images + radius).clamp_(0.0, 1.0)
+
+
+def mix_seed(*parts: int) -> int:
+    """Deterministic 63-bit seed from integers (splitmix64 finaliser applied per part)."""
+    state = 0x9E3779B97F4A7C15
+    for part in parts:
+        state = (state ^ (int(part) & _MASK64)) & _MASK64
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & _MASK64
+        state ^= state >> 31
+    return state >> 1
+
+
+def draw_image_seeds(batch_size: int, generator: torch.Generator | None) -> list[int]:
+    """One seed per image from ``generator`` (or the global RNG when None)."""
+    return torch.randint(0, 2**62, (batch_size,), generator=generator).tolist()
+
+
+def uniform_random_start(images: torch.Tensor, radius: float, seeds: list[int]) -> torch.Tensor:
+    """x + U[-radius, radius]^d clipped to [0, 1]; image i's noise depends only on ``seeds[i]``.
+
+    Per-image generators make an image's start independent of which other images share the
+    batch (SEA's skipping relies on it). Drawn on the CPU, then moved to the images' device.
+    """
+    noise = torch.stack(
+        [torch.rand(images.shape[1:], generator=torch.Generator().manual_seed(seed)) for seed in seeds]
+    )
+    noise = noise.to(device=images.device, dtype=images.dtype)
+    return project_linf_box(images + radius * (2.0 * noise - 1.0), images, radius)
+
+
+@dataclass
+class Evaluation:
+    """Everything one forward (+ backward) at an iterate gives, per image.
+
+    objective: tracked objective (maximised); gradient: of the gradient loss w.r.t. the input
+    (None when not requested); score: pixel accuracy (untargeted) or minus agreement with the
+    target map (targeted), so that lower is always a stronger attack.
+    """
+
+    objective: torch.Tensor
+    gradient: torch.Tensor | None
+    predictions: torch.Tensor
+    score: torch.Tensor
+
+
+class AttackObjective:
+    """Evaluates a registry loss on a model at an iterate: one forward, one optional backward.
+
+    Targeted mode (App. D): the attack maximises the negated loss towards ``target_labels``
+    (e.g. -JS(p || e_target)); only losses marked ``targetable`` are allowed.
+    Gradients are taken w.r.t. the input only (``torch.autograd.grad``); the model's mode and
+    parameters are never touched.
+    """
+
+    def __init__(self, model, labels, loss: str, *, total_steps: int, targeted: bool = False, target_labels=None):
+        self.model = model
+        self.labels = labels
+        self.loss = get_loss(loss)
+        self.total_steps = max(total_steps, 1)
+        self.targeted = targeted
+        if targeted:
+            if target_labels is None:
+                raise ValueError("targeted attacks need target_labels")
+            if not self.loss.targetable:
+                raise ValueError(f"loss {loss!r} has no targeted form; use 'js' (App. D) or 'ce'")
+        self.loss_labels = target_labels if targeted else labels
+        self.forwards = 0
+        self.backwards = 0
+
+    def score(self, predictions: torch.Tensor) -> torch.Tensor:
+        """Lower is a stronger attack: accuracy, or minus agreement with the target map."""
+        if self.targeted:
+            return -pixel_accuracy(predictions, self.loss_labels)
+        return pixel_accuracy(predictions, self.labels)
+
+    def __call__(self, points: torch.Tensor, step: int, need_gradient: bool = True) -> Evaluation:
+        step = min(max(step, 1), self.total_steps)
+        sign = -1.0 if self.targeted else 1.0
+        self.forwards += 1
+        with torch.enable_grad() if need_gradient else torch.no_grad():
+            if need_gradient:
+                points = points.detach().requires_grad_(True)
+            logits = self.model(points)
+            gradient_map, objective_map = self.loss.evaluate(
+                logits, self.loss_labels, step=step, total_steps=self.total_steps
+            )
+            objective = sign * per_image_mean(objective_map.detach(), self.loss_labels)
+            gradient = None
+            if need_gradient:
+                self.backwards += 1
+                driving = sign * per_image_mean(gradient_map, self.loss_labels).sum()
+                (gradient,) = torch.autograd.grad(driving, points)
+        predictions = logits.detach().argmax(1)
+        return Evaluation(objective, gradient, predictions, self.score(predictions))
+
+
+@dataclass
+class Iterate:
+    """A per-image record of one iterate: point, predictions, score, objective."""
+
+    adv_images: torch.Tensor
+    predictions: torch.Tensor
+    score: torch.Tensor
+    objective: torch.Tensor
+
+    @classmethod
+    def of(cls, points: torch.Tensor, evaluation: Evaluation) -> "Iterate":
+        return cls(points, evaluation.predictions, evaluation.score, evaluation.objective)
+
+    def replace_where(self, better: torch.Tensor, other: "Iterate") -> "Iterate":
+        """Per image: ``other`` where ``better`` (B,) else self."""
+
+        def pick(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+            return torch.where(better.reshape(-1, *[1] * (old.dim() - 1)), new, old)
+
+        return Iterate(
+            pick(other.adv_images, self.adv_images),
+            pick(other.predictions, self.predictions),
+            pick(other.score, self.score),
+            pick(other.objective, self.objective),
+        )
+
+
+def attack_result(
+    images: torch.Tensor, labels: torch.Tensor, eps: float, best: Iterate, objective: AttackObjective, **extras
+) -> AttackResult:
+    """Checks the threat model and packs a per-image ``Iterate`` into an ``AttackResult``."""
+    check_linf_box(best.adv_images, images, eps)
+    batch = images.shape[0]
+    extras = {
+        "loss": best.objective,
+        "forwards": torch.full((batch,), objective.forwards, dtype=torch.int64),
+        "backwards": torch.full((batch,), objective.backwards, dtype=torch.int64),
+        **extras,
+    }
+    if objective.targeted:
+        extras["target_agreement"] = -best.score
+    return AttackResult(best.adv_images.detach(), best.predictions, pixel_accuracy(best.predictions, labels), extras)
+
+
+def pgd(
+    model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float,
+    loss: str = "ce",
+    iterations: int,
+    step_size: float,
+    random_start: bool = False,
+    targeted: bool = False,
+    target_labels: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    image_seeds: list[int] | None = None,
+) -> AttackResult:
+    """Fixed-step sign-gradient PGD maximising ``loss``; returns the best-objective iterate per image.
+
+    The start (the clean image, or a uniform random point of the eps-ball when
+    ``random_start``) counts as iterate 0; iterations 1..T each cost one forward, and all but
+    the last one backward. Iteration-dependent losses see t = 1..T at the gradient that
+    produces iterate t. For masked losses the "loss" compared is the unmasked tracked
+    objective (as in APGD). ``eps == 0`` returns the clean predictions after one forward.
+    """
+    objective = AttackObjective(model, labels, loss, total_steps=iterations, targeted=targeted, target_labels=target_labels)
+    images = images.detach()
+    if eps == 0 or iterations == 0:
+        return attack_result(images, labels, eps, Iterate.of(images, objective(images, 1, need_gradient=False)), objective)
+    if random_start:
+        seeds = image_seeds if image_seeds is not None else draw_image_seeds(images.shape[0], generator)
+        points = uniform_random_start(images, eps, seeds)
+    else:
+        points = images.clone()
+    evaluation = objective(points, 1)
+    best = Iterate.of(points, evaluation)
+    for t in range(1, iterations + 1):
+        points = project_linf_box(points + step_size * evaluation.gradient.sign(), images, eps)
+        evaluation = objective(points, t + 1, need_gradient=t < iterations)
+        best = best.replace_where(evaluation.objective > best.objective, Iterate.of(points, evaluation))
+    return attack_result(images, labels, eps, best, objective)
+
