@@ -69,15 +69,20 @@ def balanced_cross_entropy(
     """
     lam = bal_ce_lambda(step, total_steps)
     correct = correctly_classified(logits, labels)
-    weight = torch.where(correct, 1.0 - lam, lam).to(logits.dtype)
+    weight = lam + (1.0 - 2.0 * lam) * correct.to(logits.dtype)
     return weight * cross_entropy(logits, labels)
 
 
 def cosine_similarity_weight(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """CosPGD weight <sigma(u), e_y> / ||sigma(u)||_2 = sigma(u_y) / ||sigma(u)||_2, detached (B, H, W)."""
+    """CosPGD weight <sigma(u), e_y> / ||sigma(u)||_2 = sigma(u_y) / ||sigma(u)||_2, detached (B, H, W).
+
+    Evaluated in log space, exp(log sigma(u_y) - logsumexp(2 log sigma(u)) / 2), so that it stays
+    exact when every sigma(u_k) underflows (all logits very negative).
+    """
     _, gather_labels = _labelled(labels)
-    sig = torch.sigmoid(logits.detach())
-    return sig.gather(1, gather_labels.unsqueeze(1)).squeeze(1) / sig.norm(dim=1)
+    log_sig = F.logsigmoid(logits.detach())
+    log_sig_y = log_sig.gather(1, gather_labels.unsqueeze(1)).squeeze(1)
+    return torch.exp(log_sig_y - 0.5 * torch.logsumexp(2.0 * log_sig, dim=1))
 
 
 def cosine_similarity_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
