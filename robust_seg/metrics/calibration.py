@@ -1,0 +1,361 @@
+"""Calibration metrics of the CALS experiments (thesis 6.5.1, eq. 6.14; Appendix V.3, V.5).
+
+Every metric is computed over labelled pixels only (``IGNORE_INDEX`` never counts)
+from logits and labels, so it applies equally to clean and adversarial images.
+Values are fractions in [0, 1] (the thesis' tables print them in %). With ``s``
+the softmax, the confidence of a pixel is ``max_k s_k`` and it is correct when the
+arg-max equals the label.
+
+- ECE (6.14): M = 15 equal-width bins ``((m-1)/M, m/M]`` of confidence (confidence
+  exactly 0 goes to the first bin), ``sum_m |B_m|/N |acc_m - conf_m|``.
+- AECE: the same with M equal-mass bins: pixels sorted by confidence, the pixel of
+  rank r (0-based) among n goes to bin ``floor(r M / n)``.
+- CWCE (class-wise ECE, Kull et al. 2019; Maier-Hein et al. 2022):
+  ``(1/K) sum_k sum_m |B_km|/N |freq_km - conf_km|`` where, for class k, every
+  pixel is binned by ``s_k`` (equal-width bins), ``conf_km`` is the mean ``s_k`` and
+  ``freq_km`` the fraction of pixels labelled k in the bin.
+- NLL: mean of ``-log s_y``.
+
+Two conventions of the literature, both reported with explicit names:
+
+- ``*_dataset``: one pool of all labelled pixels of the dataset (bin statistics
+  accumulated over the whole dataset);
+- ``*_image_mean``: the metric of each image over its own pixels, averaged over
+  images (the public CALS code reports ECE this way); images without any labelled
+  pixel are skipped.
+
+Dataset-level AECE needs quantiles of the confidences of the whole dataset, which
+cannot be streamed exactly in fixed memory. Choice: a fine histogram of
+``log(1 - confidence)`` (6000 bins on [-30, 0], i.e. a relative resolution of 0.5%
+on ``1 - confidence``, which keeps over-confident pixels near 1 apart; lower values
+go to the first bin) accumulates count, confidence sum and correct count; the
+equal-mass bins are then formed on the cumulative counts, splitting a fine bin
+that straddles a quantile in proportion to the counts. The result equals the exact
+AECE up to the confidence spread inside one fine bin (tested). Per-image AECE is
+exact (per-image sort).
+
+All statistics are sums, so `CalibrationAccumulator.all_reduce` makes a
+distributed evaluation equal to a single-process one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from robust_seg import IGNORE_INDEX
+
+ADAPTIVE_GRID_LOWEST = -30.0
+"""Lowest ``log(1 - confidence)`` of the fine histogram used for dataset-level AECE."""
+ADAPTIVE_GRID_BINS = 6000
+
+
+def equal_width_bin(values: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """Index m - 1 of the bin ``((m-1)/M, m/M]`` holding each value of [0, 1]."""
+    return (torch.ceil(values * num_bins).long() - 1).clamp(0, num_bins - 1)
+
+
+def calibration_error(counts: torch.Tensor, confidence_sums: torch.Tensor, correct_sums: torch.Tensor) -> float:
+    """``sum_m |B_m|/N |acc_m - conf_m| = sum_m |sum conf - sum correct| / N`` over bins (last dim)."""
+    total = float(counts.sum())
+    return float((confidence_sums - correct_sums).abs().sum()) / total if total > 0 else float("nan")
+
+
+def binned_statistics(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> torch.Tensor:
+    """(3, M) float64: count, confidence sum and correct count per equal-width bin."""
+    index = equal_width_bin(confidences, num_bins)
+    values = torch.stack([torch.ones_like(confidences), confidences, correct.to(confidences.dtype)]).double()
+    return torch.zeros(3, num_bins, dtype=torch.float64, device=confidences.device).index_add_(1, index, values)
+
+
+def expected_calibration_error(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:
+    """ECE (6.14) of flat confidences and correctness indicators."""
+    return calibration_error(*binned_statistics(confidences.flatten(), correct.flatten(), num_bins))
+
+
+def adaptive_calibration_error(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:
+    """Exact AECE of flat confidences: equal-mass bins, rank r of n in bin ``floor(r M / n)``."""
+    order = torch.argsort(confidences.flatten(), stable=True)
+    count = order.numel()
+    index = torch.arange(count, device=order.device) * num_bins // max(count, 1)
+    values = torch.stack([torch.ones(count, device=order.device), confidences.flatten()[order], correct.flatten()[order]]).double()
+    return calibration_error(*torch.zeros(3, num_bins, dtype=torch.float64, device=order.device).index_add_(1, index, values))
+
+
+@dataclass
+class ReliabilityBins:
+    """Equal-width bins of a reliability diagram (Appendix V.5); NaN accuracy/confidence in empty bins."""
+
+    edges: torch.Tensor  # (M + 1,)
+    counts: torch.Tensor  # (M,)
+    confidence: torch.Tensor  # (M,) mean confidence
+    accuracy: torch.Tensor  # (M,)
+
+    @classmethod
+    def from_statistics(cls, statistics: torch.Tensor) -> "ReliabilityBins":
+        counts, confidence_sums, correct_sums = statistics.cpu()
+        empty = torch.full_like(counts, float("nan"))
+        nonempty = counts > 0
+        return cls(
+            edges=torch.linspace(0, 1, counts.numel() + 1, dtype=torch.float64),
+            counts=counts,
+            confidence=torch.where(nonempty, confidence_sums / counts.clamp_min(1), empty),
+            accuracy=torch.where(nonempty, correct_sums / counts.clamp_min(1), empty),
+        )
+
+
+class CalibrationAccumulator:
+    """Streaming ECE / AECE / CWCE / NLL over a dataset, both conventions (module doc).
+
+    ``update(logits, labels)`` with logits (B, K, *spatial) (or (N, K) with labels
+    (N,), each row then being its own 'image') and labels (B, *spatial);
+    ``compute()`` returns a dict of floats. ``temperature`` divides the logits first
+    (post-hoc temperature scaling).
+    """
+
+    def __init__(self, num_classes: int, num_bins: int = 15, temperature: float = 1.0):
+        self.num_classes = num_classes
+        self.num_bins = num_bins
+        self.temperature = float(temperature)
+        self.bins = torch.zeros(3, num_bins, dtype=torch.float64)
+        """Dataset ECE bins: count, confidence sum, correct count."""
+        self.class_bins = torch.zeros(3, num_classes, num_bins, dtype=torch.float64)
+        """Dataset CWCE bins per class: count, probability sum, label count."""
+        self.adaptive_grid = torch.zeros(3, ADAPTIVE_GRID_BINS, dtype=torch.float64)
+        """Fine histogram of log(1 - confidence) for dataset AECE: count, confidence sum, correct count."""
+        self.totals = torch.zeros(3, dtype=torch.float64)
+        """Dataset sums: NLL, labelled pixels, correct pixels."""
+        self.image_sums = torch.zeros(5, dtype=torch.float64)
+        """Sums over images of per-image ECE, AECE, CWCE, NLL, and the number of images."""
+
+    def _state(self) -> list[torch.Tensor]:
+        return [self.bins, self.class_bins, self.adaptive_grid, self.totals, self.image_sums]
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        if logits.dim() == 2:
+            logits, labels = logits.unsqueeze(-1), labels.unsqueeze(-1)
+        batch, num_classes = logits.shape[:2]
+        device = logits.device
+        log_probabilities = F.log_softmax(logits.float().flatten(2) / self.temperature, dim=1)  # (B, K, P)
+        labels = labels.flatten(1)
+        labelled = labels != IGNORE_INDEX
+        weights = labelled.float()
+        targets = torch.where(labelled, labels, torch.zeros_like(labels)).long()
+        top_log_probability, predictions = log_probabilities.max(dim=1)
+        confidences = top_log_probability.exp()
+        correct = (predictions == targets).float() * weights
+        pixels = weights.sum(1)
+
+        # equal-width confidence bins per image: (3, B, M)
+        image_bins = self._per_image_bins(equal_width_bin(confidences, self.num_bins), [weights, confidences * weights, correct], self.num_bins)
+        # equal-mass confidence bins per image, exact: sort, unlabelled pixels last
+        order = torch.argsort(torch.where(labelled, confidences, torch.full_like(confidences, 2.0)), dim=1, stable=True)
+        ranks = torch.arange(labels.shape[1], device=device).expand_as(order)
+        ranked_weights = torch.gather(weights, 1, order)
+        adaptive_index = (ranks * self.num_bins // pixels.long().clamp_min(1).unsqueeze(1)).clamp(max=self.num_bins - 1)
+        image_adaptive_bins = self._per_image_bins(
+            adaptive_index, [ranked_weights, torch.gather(confidences * weights, 1, order), torch.gather(correct, 1, order)], self.num_bins
+        )
+        # class-wise bins per image: (3, B, K, M)
+        probabilities = log_probabilities.exp()
+        one_hot = F.one_hot(targets, num_classes).transpose(1, 2).float() * weights.unsqueeze(1)
+        class_weights = weights.unsqueeze(1).expand_as(probabilities)
+        image_class_bins = self._per_image_bins(
+            equal_width_bin(probabilities, self.num_bins),
+            [class_weights, probabilities * class_weights, one_hot],
+            self.num_bins,
+        )
+        negative_log_likelihood = -log_probabilities.gather(1, targets.unsqueeze(1)).squeeze(1) * weights
+
+        has_pixels = pixels > 0
+        denominator = pixels.double().clamp_min(1)
+        image_ece = (image_bins[1] - image_bins[2]).abs().sum(-1) / denominator
+        image_aece = (image_adaptive_bins[1] - image_adaptive_bins[2]).abs().sum(-1) / denominator
+        image_cwce = (image_class_bins[1] - image_class_bins[2]).abs().sum((-1, -2)) / (num_classes * denominator)
+        image_nll = negative_log_likelihood.double().sum(1) / denominator
+        per_image = torch.stack([image_ece, image_aece, image_cwce, image_nll, torch.ones_like(image_nll)])
+        batch_image_sums = (per_image * has_pixels).sum(1)
+
+        grid_index = self._adaptive_grid_index(top_log_probability)
+        grid_values = torch.stack([weights, confidences * weights, correct]).flatten(1).double()
+        batch_grid = torch.zeros(3, ADAPTIVE_GRID_BINS, dtype=torch.float64, device=device).index_add_(1, grid_index.flatten(), grid_values)
+        batch_totals = torch.stack([negative_log_likelihood.double().sum(), pixels.double().sum(), correct.double().sum()])
+
+        for state, increment in zip(
+            self._state(), [image_bins.sum(1), image_class_bins.sum(1), batch_grid, batch_totals, batch_image_sums]
+        ):
+            state += increment.to(state.device)
+
+    @staticmethod
+    def _per_image_bins(index: torch.Tensor, values: list[torch.Tensor], num_bins: int) -> torch.Tensor:
+        """Scatter per-pixel ``values`` (each shaped like ``index``: (B, *, P)) into (len(values), B, *, M) float64 sums."""
+        shape = index.shape[:-1]
+        flat_index = (torch.arange(math.prod(shape), device=index.device).view(*shape, 1) * num_bins + index).flatten()
+        stacked = torch.stack([value.flatten() for value in values])
+        sums = torch.zeros(len(values), math.prod(shape) * num_bins, dtype=stacked.dtype, device=index.device)
+        return sums.index_add_(1, flat_index, stacked).double().view(len(values), *shape, num_bins)
+
+    @staticmethod
+    def _adaptive_grid_index(top_log_probability: torch.Tensor) -> torch.Tensor:
+        """Fine-histogram index of ``log(1 - confidence)``, increasing with confidence."""
+        log_complement = torch.log(-torch.expm1(top_log_probability.double()))  # -inf when confidence == 1
+        position = (log_complement - ADAPTIVE_GRID_LOWEST) / -ADAPTIVE_GRID_LOWEST * ADAPTIVE_GRID_BINS
+        return (ADAPTIVE_GRID_BINS - 1 - position.floor().clamp(0, ADAPTIVE_GRID_BINS - 1)).long()
+
+    def all_reduce(self) -> None:
+        """Sum the statistics over ranks (call on every rank before `compute` in a distributed evaluation)."""
+        if dist.is_available() and dist.is_initialized():
+            for state in self._state():
+                dist.all_reduce(state, op=dist.ReduceOp.SUM)
+
+    def _dataset_adaptive_error(self) -> float:
+        counts, confidence_sums, correct_sums = self.adaptive_grid
+        total = float(counts.sum())
+        if total == 0:
+            return float("nan")
+        upper = counts.cumsum(0)
+        lower = upper - counts
+        bin_bounds = torch.arange(self.num_bins + 1, dtype=torch.float64) * total / self.num_bins
+        overlap = (torch.minimum(upper, bin_bounds[1:, None]) - torch.maximum(lower, bin_bounds[:-1, None])).clamp_min(0)
+        share = overlap / counts.clamp_min(1e-300)  # (M, fine bins): fraction of each fine bin in each bin
+        return calibration_error(overlap.sum(1), share @ confidence_sums, share @ correct_sums)
+
+    def compute(self) -> dict[str, float]:
+        nll_sum, pixels, correct = self.totals.tolist()
+        ece, aece, cwce, nll, images = self.image_sums.tolist()
+        class_counts, class_probability_sums, class_label_sums = self.class_bins
+        nan = float("nan")
+        return {
+            "ece_dataset": calibration_error(*self.bins),
+            "aece_dataset": self._dataset_adaptive_error(),
+            "cwce_dataset": float((class_probability_sums - class_label_sums).abs().sum()) / (self.num_classes * pixels) if pixels else nan,
+            "nll_dataset": nll_sum / pixels if pixels else nan,
+            "accuracy_dataset": correct / pixels if pixels else nan,
+            "ece_image_mean": ece / images if images else nan,
+            "aece_image_mean": aece / images if images else nan,
+            "cwce_image_mean": cwce / images if images else nan,
+            "nll_image_mean": nll / images if images else nan,
+            "num_pixels": pixels,
+            "num_images": images,
+        }
+
+    def reliability_bins(self) -> ReliabilityBins:
+        """Dataset-level equal-width bins (as many as ``num_bins``; the thesis plots 25)."""
+        return ReliabilityBins.from_statistics(self.bins)
+
+
+def calibration_metrics(logits: torch.Tensor, labels: torch.Tensor, num_bins: int = 15, temperature: float = 1.0) -> dict[str, float]:
+    """All metrics of `CalibrationAccumulator` for one batch of logits."""
+    accumulator = CalibrationAccumulator(logits.shape[1], num_bins, temperature)
+    accumulator.update(logits, labels)
+    return accumulator.compute()
+
+
+def plot_reliability_diagram(bins: ReliabilityBins, path: str | Path, title: str | None = None) -> ReliabilityBins:
+    """Save a reliability diagram (accuracy and gap to confidence per bin, diagonal) as PNG; returns ``bins``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4, 4), dpi=150)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    edges = bins.edges.numpy()
+    width = edges[1:] - edges[:-1]
+    accuracy = torch.nan_to_num(bins.accuracy).numpy()
+    confidence = torch.nan_to_num(bins.confidence).numpy()
+    axes.bar(edges[:-1], accuracy, width=width, align="edge", color="tab:blue", edgecolor="black", label="accuracy")
+    axes.bar(edges[:-1], confidence - accuracy, bottom=accuracy, width=width, align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", label="gap")
+    axes.plot([0, 1], [0, 1], "--", color="red", label="perfect calibration")
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(Path(path), format="png")
+    return bins
+
+
+class LabelledPixelSample:
+    """Uniform random sample (without replacement) of at most ``max_pixels`` labelled pixels' logits.
+
+    Streaming over a dataset: each labelled pixel receives a random key and the
+    ``max_pixels`` smallest keys are kept, so the memory stays (max_pixels, K).
+    Used to fit the temperature on the validation split.
+    """
+
+    def __init__(self, max_pixels: int = 1_000_000, seed: int = 0):
+        self.max_pixels = max_pixels
+        self.generator = torch.Generator().manual_seed(seed)
+        self.logits: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self._keys: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        flat_logits = logits.detach().float().movedim(1, -1).reshape(-1, logits.shape[1]).cpu()
+        flat_labels = labels.reshape(-1).cpu()
+        labelled = flat_labels != IGNORE_INDEX
+        flat_logits, flat_labels = flat_logits[labelled], flat_labels[labelled]
+        keys = torch.rand(flat_labels.numel(), generator=self.generator)
+        if self.logits is not None:
+            flat_logits = torch.cat([self.logits, flat_logits])
+            flat_labels = torch.cat([self.labels, flat_labels])
+            keys = torch.cat([self._keys, keys])
+        if keys.numel() > self.max_pixels:
+            keep = torch.topk(keys, self.max_pixels, largest=False).indices
+            flat_logits, flat_labels, keys = flat_logits[keep], flat_labels[keep], keys[keep]
+        self.logits, self.labels, self._keys = flat_logits, flat_labels, keys
+
+
+def temperature_nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+    """Mean NLL of labelled rows of (N, K) logits divided by ``temperature``."""
+    return float(F.cross_entropy(logits.double() / temperature, labels.long(), ignore_index=IGNORE_INDEX))
+
+
+def fit_temperature(
+    logits: torch.Tensor, labels: torch.Tensor, *, bounds: tuple[float, float] = (0.05, 20.0), tolerance: float = 1e-6
+) -> float:
+    """Post-hoc temperature scaling (Guo et al. 2017): argmin over T > 0 of the NLL of ``logits / T``.
+
+    ``logits`` (N, K) with labels (N,), or (B, K, *spatial) with labels (B, *spatial);
+    unlabelled pixels are dropped. The NLL is convex in 1/T (log-sum-exp of linear
+    functions), hence unimodal in log T: golden-section search on log T within
+    ``bounds`` down to ``tolerance`` (an optimum on a bound means the bound is binding).
+    """
+    if logits.dim() > 2:
+        logits = logits.movedim(1, -1).reshape(-1, logits.shape[1])
+        labels = labels.reshape(-1)
+    labelled = labels != IGNORE_INDEX
+    logits, labels = logits[labelled].double(), labels[labelled]
+    low, high = math.log(bounds[0]), math.log(bounds[1])
+    ratio = (math.sqrt(5) - 1) / 2
+    left, right = high - ratio * (high - low), low + ratio * (high - low)
+    left_value, right_value = temperature_nll(logits, labels, math.exp(left)), temperature_nll(logits, labels, math.exp(right))
+    while high - low > tolerance:
+        if left_value <= right_value:
+            high, right, right_value = right, left, left_value
+            left = high - ratio * (high - low)
+            left_value = temperature_nll(logits, labels, math.exp(left))
+        else:
+            low, left, left_value = left, right, right_value
+            right = low + ratio * (high - low)
+            right_value = temperature_nll(logits, labels, math.exp(right))
+    return math.exp((low + high) / 2)
+
+
+def temperature_scaling_table(
+    results: Mapping[str, tuple[Mapping[str, float], Mapping[str, float], float]], metric: str = "ece_dataset"
+) -> str:
+    """Table V-1 layout (markdown): method, ``metric`` in % before TS, after TS with the fitted T.
+
+    ``results[method] = (metrics_before, metrics_after, temperature)``, the metric dicts
+    being `CalibrationAccumulator.compute` outputs on the test split with T = 1 and T fitted.
+    """
+    lines = ["| Method | Pre-TS | Post-TS (T) |", "|---|---|---|"]
+    for method, (before, after, temperature) in results.items():
+        lines.append(f"| {method} | {100 * before[metric]:.2f} | {100 * after[metric]:.2f} ({temperature:.1f}) |")
+    return "\n".join(lines)
