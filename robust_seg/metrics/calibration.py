@@ -29,9 +29,10 @@ cannot be streamed exactly in fixed memory. Choice: a fine histogram of
 ``log(1 - confidence)`` (6000 bins on [-30, 0], i.e. a relative resolution of 0.5%
 on ``1 - confidence``, which keeps over-confident pixels near 1 apart; lower values
 go to the first bin) accumulates count, confidence sum and correct count; the
-equal-mass bins are then formed on the cumulative counts, splitting a fine bin
-that straddles a quantile in proportion to the counts. The result equals the exact
-AECE up to the confidence spread inside one fine bin (tested). Per-image AECE is
+equal-mass bins (the rank ranges of the exact definition) are then formed on the
+cumulative counts, splitting a fine bin that straddles a bin boundary in
+proportion to the counts. The result equals the exact AECE up to the confidence
+spread inside one fine bin, and exactly when no fine bin straddles (tested). Per-image AECE is
 exact (per-image sort).
 
 All statistics are sums, so `CalibrationAccumulator.all_reduce` makes a
@@ -164,7 +165,7 @@ class CalibrationAccumulator:
         )
         # class-wise bins per image: (3, B, K, M)
         probabilities = log_probabilities.exp()
-        one_hot = F.one_hot(targets, num_classes).transpose(1, 2).float() * weights.unsqueeze(1)
+        one_hot = torch.zeros_like(probabilities).scatter_(1, targets.unsqueeze(1), weights.unsqueeze(1))
         class_weights = weights.unsqueeze(1).expand_as(probabilities)
         image_class_bins = self._per_image_bins(
             equal_width_bin(probabilities, self.num_bins),
@@ -221,7 +222,8 @@ class CalibrationAccumulator:
             return float("nan")
         upper = counts.cumsum(0)
         lower = upper - counts
-        bin_bounds = torch.arange(self.num_bins + 1, dtype=torch.float64) * total / self.num_bins
+        # ranks r with floor(r M / n) = b are those in [ceil(b n / M), ceil((b + 1) n / M))
+        bin_bounds = ((torch.arange(self.num_bins + 1) * int(total) + self.num_bins - 1) // self.num_bins).double()
         overlap = (torch.minimum(upper, bin_bounds[1:, None]) - torch.maximum(lower, bin_bounds[:-1, None])).clamp_min(0)
         share = overlap / counts.clamp_min(1e-300)  # (M, fine bins): fraction of each fine bin in each bin
         return calibration_error(overlap.sum(1), share @ confidence_sums, share @ correct_sums)
