@@ -6,9 +6,11 @@ keys are exactly the backbone's. ``robust_seg.models.build.load_backbone`` then 
 """
 from __future__ import annotations
 
+import re
 from typing import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 StateDict = dict[str, torch.Tensor]
@@ -59,7 +61,90 @@ def timm_convnext(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> Sta
     return _fill_from_target(state, backbone, tuple(f"norm{i}." for i in range(4)))
 
 
+_TIMM_VIT_RENAMES = (
+    (r"^patch_embed\.proj\.", "patch_embed.projection."),
+    (r"^blocks\.(\d+)\.norm1\.", r"layers.\1.ln1."),
+    (r"^blocks\.(\d+)\.norm2\.", r"layers.\1.ln2."),
+    (r"^blocks\.(\d+)\.attn\.qkv\.(weight|bias)$", r"layers.\1.attn.attn.in_proj_\2"),
+    (r"^blocks\.(\d+)\.attn\.proj\.", r"layers.\1.attn.attn.out_proj."),
+    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"layers.\1.ffn.layers.0.0."),
+    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"layers.\1.ffn.layers.1."),
+    (r"^norm\.", "ln1."),
+)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(1, 1 + h*w, C) position embeddings (cls token first, square h = w grid) -> (1, 1 + grid[0]*grid[1], C).
+
+    The cls token's embedding is kept; the patch embeddings are resized bicubically (align_corners=False),
+    as timm and mmseg do when fine-tuning at another resolution.
+    """
+    cls_token, patches = pos_embed[:, :1], pos_embed[:, 1:]
+    side = int(round(patches.shape[1] ** 0.5))
+    if side * side != patches.shape[1]:
+        raise ValueError(f"position embeddings of {patches.shape[1]} patches do not form a square grid")
+    if (side, side) == tuple(grid):
+        return pos_embed
+    patches = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    patches = F.interpolate(patches.float(), size=tuple(grid), mode="bicubic", align_corners=False)
+    return torch.cat([cls_token, patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1).to(pos_embed)], 1)
+
+
+def timm_vit(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDict:
+    """timm ViT (e.g. ViT-S/16 at 224) -> mmseg ``VisionTransformer``, the mapping of mmseg's ``vit2mmseg``:
+
+    ==============================  ==========================================
+    timm                            mmseg VisionTransformer
+    ==============================  ==========================================
+    cls_token, pos_embed            cls_token, pos_embed (resized, see below)
+    patch_embed.proj.*              patch_embed.projection.*
+    blocks.i.norm1.* / norm2.*      layers.i.ln1.* / layers.i.ln2.*
+    blocks.i.attn.qkv.{weight,bias} layers.i.attn.attn.in_proj_{weight,bias}
+    blocks.i.attn.proj.*            layers.i.attn.attn.out_proj.*
+    blocks.i.mlp.fc1.* / fc2.*      layers.i.ffn.layers.0.0.* / ffn.layers.1.*
+    norm.* (final norm)             ln1.* (``final_norm=True``)
+    head.*, fc_norm.*               dropped (classifier)
+    ==============================  ==========================================
+
+    Wrappers (``module.``, ``model.``, ``base_model.``) and normalisation buffers are removed as in
+    :func:`timm_convnext`. ``pos_embed`` (1, 1 + 14*14, C) at 224 is resized bicubically, keeping the cls
+    token, to the backbone's grid ``img_size // patch_size`` (e.g. 32x32 for crop 512).
+    """
+    state = _strip_prefixes(state, ("module.", "model.", "base_model."))
+    state = _drop(state, ("head.", "fc_norm.", "normalize.", "normalizer."))
+    converted = {}
+    for key, value in state.items():
+        for pattern, replacement in _TIMM_VIT_RENAMES:
+            key = re.sub(pattern, replacement, key)
+        converted[key] = value
+    if "pos_embed" in converted:
+        grid = tuple(size // backbone.patch_size for size in backbone.img_size)
+        converted["pos_embed"] = resize_pos_embed(converted["pos_embed"], grid)
+    return converted
+
+
+def torchvision_resnet(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDict:
+    """torchvision ResNet -> mmseg ``ResNet`` (v1b: plain 7x7 stem, stride in the 3x3 conv, ``style='pytorch'``).
+
+    The two layouts share their names (``conv1``, ``bn1``, ``layer{1-4}.{j}.conv{1,2,3}``, ``bn{1,2,3}``,
+    ``downsample.{0,1}``), so only wrappers are handled:
+      * robust checkpoints of Salman et al. 2020 (``robustness`` library): the classifier lies under
+        ``module.model.``, a copy for the attacker under ``module.attacker.model.`` and the input
+        normaliser under ``module.normalizer.``; the classifier is kept, attacker copy and normaliser dropped;
+      * the classifier ``fc.*`` is dropped;
+      * BatchNorm ``num_batches_tracked`` counters that older checkpoints lack keep the backbone's values.
+    Dilation (``strides=(1,2,1,1), dilations=(1,1,2,4)``) changes no parameter shape.
+    """
+    state = _drop(_strip_prefixes(state, ("module.",)), ("attacker.", "normalizer.", "normalize."))
+    state = _drop(_strip_prefixes(state, ("model.",)), ("fc.",))
+    own = backbone.state_dict()
+    counters = {k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state}
+    return {**counters, **state}
+
+
 CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], nn.Module], StateDict]] = {
     "mmseg": mmseg,
     "timm_convnext": timm_convnext,
+    "timm_vit": timm_vit,
+    "torchvision_resnet": torchvision_resnet,
 }
