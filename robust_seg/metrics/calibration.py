@@ -35,8 +35,10 @@ proportion to the counts. The result equals the exact AECE up to the confidence
 spread inside one fine bin, and exactly when no fine bin straddles (tested). Per-image AECE is
 exact (per-image sort).
 
-All statistics are sums, so `CalibrationAccumulator.all_reduce` makes a
-distributed evaluation equal to a single-process one.
+All statistics are float64 sums, kept on the device of the logits, so
+`CalibrationAccumulator.all_reduce` makes a distributed evaluation equal to a
+single-process one. Memory per `update`: a few float64 copies of the (B, K, H*W)
+probabilities (class-wise bins); lower the batch size for very large images.
 """
 from __future__ import annotations
 
@@ -67,20 +69,8 @@ def calibration_error(counts: torch.Tensor, confidence_sums: torch.Tensor, corre
     return float((confidence_sums - correct_sums).abs().sum()) / total if total > 0 else float("nan")
 
 
-def binned_statistics(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> torch.Tensor:
-    """(3, M) float64: count, confidence sum and correct count per equal-width bin."""
-    index = equal_width_bin(confidences, num_bins)
-    values = torch.stack([torch.ones_like(confidences), confidences, correct.to(confidences.dtype)]).double()
-    return torch.zeros(3, num_bins, dtype=torch.float64, device=confidences.device).index_add_(1, index, values)
-
-
-def expected_calibration_error(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:
-    """ECE (6.14) of flat confidences and correctness indicators."""
-    return calibration_error(*binned_statistics(confidences.flatten(), correct.flatten(), num_bins))
-
-
 def adaptive_calibration_error(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:
-    """Exact AECE of flat confidences: equal-mass bins, rank r of n in bin ``floor(r M / n)``."""
+    """Exact AECE of flat confidences (one pool, in memory): rank r of n in bin ``floor(r M / n)``."""
     order = torch.argsort(confidences.flatten(), stable=True)
     count = order.numel()
     index = torch.arange(count, device=order.device) * num_bins // max(count, 1)
@@ -125,8 +115,8 @@ class CalibrationAccumulator:
         self.temperature = float(temperature)
         self.bins = torch.zeros(3, num_bins, dtype=torch.float64)
         """Dataset ECE bins: count, confidence sum, correct count."""
-        self.class_bins = torch.zeros(3, num_classes, num_bins, dtype=torch.float64)
-        """Dataset CWCE bins per class: count, probability sum, label count."""
+        self.class_bins = torch.zeros(2, num_classes, num_bins, dtype=torch.float64)
+        """Dataset CWCE bins per class: probability sum, label count."""
         self.adaptive_grid = torch.zeros(3, ADAPTIVE_GRID_BINS, dtype=torch.float64)
         """Fine histogram of log(1 - confidence) for dataset AECE: count, confidence sum, correct count."""
         self.totals = torch.zeros(3, dtype=torch.float64)
@@ -134,15 +124,25 @@ class CalibrationAccumulator:
         self.image_sums = torch.zeros(5, dtype=torch.float64)
         """Sums over images of per-image ECE, AECE, CWCE, NLL, and the number of images."""
 
+    _STATE = ("bins", "class_bins", "adaptive_grid", "totals", "image_sums")
+
     def _state(self) -> list[torch.Tensor]:
-        return [self.bins, self.class_bins, self.adaptive_grid, self.totals, self.image_sums]
+        return [getattr(self, name) for name in self._STATE]
+
+    def to(self, device: torch.device) -> "CalibrationAccumulator":
+        """Move the statistics to ``device`` (done on first `update` with logits there)."""
+        for name in self._STATE:
+            setattr(self, name, getattr(self, name).to(device))
+        return self
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         if logits.dim() == 2:
             logits, labels = logits.unsqueeze(-1), labels.unsqueeze(-1)
-        batch, num_classes = logits.shape[:2]
+        num_classes = logits.shape[1]
         device = logits.device
+        if self.bins.device != device:
+            self.to(device)
         log_probabilities = F.log_softmax(logits.float().flatten(2) / self.temperature, dim=1)  # (B, K, P)
         labels = labels.flatten(1)
         labelled = labels != IGNORE_INDEX
@@ -163,14 +163,11 @@ class CalibrationAccumulator:
         image_adaptive_bins = self._per_image_bins(
             adaptive_index, [ranked_weights, torch.gather(confidences * weights, 1, order), torch.gather(correct, 1, order)], self.num_bins
         )
-        # class-wise bins per image: (3, B, K, M)
+        # class-wise bins per image: (2, B, K, M)
         probabilities = log_probabilities.exp()
         one_hot = torch.zeros_like(probabilities).scatter_(1, targets.unsqueeze(1), weights.unsqueeze(1))
-        class_weights = weights.unsqueeze(1).expand_as(probabilities)
         image_class_bins = self._per_image_bins(
-            equal_width_bin(probabilities, self.num_bins),
-            [class_weights, probabilities * class_weights, one_hot],
-            self.num_bins,
+            equal_width_bin(probabilities, self.num_bins), [probabilities * weights.unsqueeze(1), one_hot], self.num_bins
         )
         negative_log_likelihood = -log_probabilities.gather(1, targets.unsqueeze(1)).squeeze(1) * weights
 
@@ -178,7 +175,7 @@ class CalibrationAccumulator:
         denominator = pixels.double().clamp_min(1)
         image_ece = (image_bins[1] - image_bins[2]).abs().sum(-1) / denominator
         image_aece = (image_adaptive_bins[1] - image_adaptive_bins[2]).abs().sum(-1) / denominator
-        image_cwce = (image_class_bins[1] - image_class_bins[2]).abs().sum((-1, -2)) / (num_classes * denominator)
+        image_cwce = (image_class_bins[0] - image_class_bins[1]).abs().sum((-1, -2)) / (num_classes * denominator)
         image_nll = negative_log_likelihood.double().sum(1) / denominator
         per_image = torch.stack([image_ece, image_aece, image_cwce, image_nll, torch.ones_like(image_nll)])
         batch_image_sums = (per_image * has_pixels).sum(1)
@@ -191,16 +188,16 @@ class CalibrationAccumulator:
         for state, increment in zip(
             self._state(), [image_bins.sum(1), image_class_bins.sum(1), batch_grid, batch_totals, batch_image_sums]
         ):
-            state += increment.to(state.device)
+            state += increment
 
     @staticmethod
     def _per_image_bins(index: torch.Tensor, values: list[torch.Tensor], num_bins: int) -> torch.Tensor:
         """Scatter per-pixel ``values`` (each shaped like ``index``: (B, *, P)) into (len(values), B, *, M) float64 sums."""
         shape = index.shape[:-1]
         flat_index = (torch.arange(math.prod(shape), device=index.device).view(*shape, 1) * num_bins + index).flatten()
-        stacked = torch.stack([value.flatten() for value in values])
-        sums = torch.zeros(len(values), math.prod(shape) * num_bins, dtype=stacked.dtype, device=index.device)
-        return sums.index_add_(1, flat_index, stacked).double().view(len(values), *shape, num_bins)
+        stacked = torch.stack([value.flatten() for value in values]).double()
+        sums = torch.zeros(len(values), math.prod(shape) * num_bins, dtype=torch.float64, device=index.device)
+        return sums.index_add_(1, flat_index, stacked).view(len(values), *shape, num_bins)
 
     @staticmethod
     def _adaptive_grid_index(top_log_probability: torch.Tensor) -> torch.Tensor:
@@ -216,7 +213,7 @@ class CalibrationAccumulator:
                 dist.all_reduce(state, op=dist.ReduceOp.SUM)
 
     def _dataset_adaptive_error(self) -> float:
-        counts, confidence_sums, correct_sums = self.adaptive_grid
+        counts, confidence_sums, correct_sums = self.adaptive_grid.cpu()
         total = float(counts.sum())
         if total == 0:
             return float("nan")
@@ -231,7 +228,7 @@ class CalibrationAccumulator:
     def compute(self) -> dict[str, float]:
         nll_sum, pixels, correct = self.totals.tolist()
         ece, aece, cwce, nll, images = self.image_sums.tolist()
-        class_counts, class_probability_sums, class_label_sums = self.class_bins
+        class_probability_sums, class_label_sums = self.class_bins
         nan = float("nan")
         return {
             "ece_dataset": calibration_error(*self.bins),
