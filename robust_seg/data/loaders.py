@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from robust_seg.data.base import seeded_generator
 from robust_seg.data.errors import DatasetError
 
 
@@ -26,8 +27,7 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        return iter(torch.randperm(self.length, generator=seeded_generator(self.seed, self.epoch)).tolist())
 
     def __len__(self) -> int:
         return self.length
