@@ -370,3 +370,18 @@ def test_eval_loader_sequential_and_shards_cover_once():
     assert sorted(sum(shards, [])) == list(range(7))
     with pytest.raises(DatasetError, match="batch_size"):
         build_loader(dataset, 8, True, seed=0)
+
+
+def test_distributed_loaders_single_process_group(tmp_path):
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        dataset = build_dataset(synthetic_config(synthetic={"num_train": 8, "num_val": 5}), "train", True)
+        loader = build_loader(dataset, 2, True, seed=0, distributed=True)
+        orders = [torch.cat([b[0] for b in _batches(loader, epoch)]) for epoch in (0, 1)]
+        assert sorted(orders[0].tolist()) == list(range(8)) and not torch.equal(orders[0], orders[1])
+        val = build_dataset(synthetic_config(synthetic={"num_val": 5}), "val", False)
+        indices = torch.cat([b["index"] for b in build_loader(val, 2, False, seed=0, distributed=True)])
+        assert torch.equal(indices, torch.arange(5))
+    finally:
+        dist.destroy_process_group()
