@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from pathlib import Path
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from robust_seg.attacks.config import AttackConfig
 from robust_seg.data.config import DatasetConfig
@@ -20,10 +23,14 @@ from robust_seg.training.config import OptimizerConfig, ScheduleConfig, SchemeCo
 
 @dataclass
 class RobustEvalConfig:
-    """Short PGD evaluation on the validation split during training (robust ACC)."""
+    """Short PGD evaluation on the validation split during training (robust ACC).
+
+    step_size: None = 2.5 * eps / iterations (the usual rule for few-step PGD).
+    """
 
     eps: Any = "4/255"
     iterations: int = 10
+    step_size: Optional[float] = None
     max_images: Optional[int] = 64
 
 
@@ -79,8 +86,18 @@ class EvaluateConfig:
     note: Optional[str] = None
 
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def asset_path(name: str) -> str:
+    """``${asset:NAME}`` in configs: a file shipped in ``robust_seg/assets`` (e.g. the embedded model)."""
+    return str(ASSETS / name)
+
+
 def register_configs() -> None:
     """Store the schemas under the names the primary configs list first in their defaults."""
+    if not OmegaConf.has_resolver("asset"):
+        OmegaConf.register_new_resolver("asset", asset_path)
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="evaluate_schema", node=EvaluateConfig)

@@ -56,8 +56,14 @@ class SegmentationModel(nn.Module):
                 counts[:, :, top:top + crop, left:left + crop] += 1
         return logits / counts
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K, H, W) of ``images`` (B, 3, H, W) in [0, 1]."""
+    def forward(self, images: torch.Tensor, auxiliary: bool = False):
+        """Logits (B, K, H, W) of ``images`` (B, 3, H, W) in [0, 1].
+
+        ``auxiliary=True`` (training) returns ``(logits, auxiliary-head logits or None)``;
+        it goes through ``forward`` so that DDP sees it.
+        """
+        if auxiliary:
+            return self.forward_train(images)
         if self.sliding_window is None or max(images.shape[-2:]) <= self.sliding_window[0]:
             return self._whole(images)
         return self._slide(images)

@@ -1,0 +1,104 @@
+"""Attack names of the ``attack`` config group -> attack functions, with option checking."""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from omegaconf import OmegaConf
+
+from robust_seg.attacks.clean import clean
+from robust_seg.attacks.result import AttackResult
+from robust_seg.errors import ConfigError
+
+# name -> "module:function"; imported on first use.
+ATTACKS: dict[str, str] = {
+    "none": "robust_seg.attacks.clean:clean",
+    "sea": "robust_seg.attacks.sea:sea",
+    "apgd": "robust_seg.attacks.apgd:apgd",
+    "pgd": "robust_seg.attacks.pgd:pgd",
+}
+MINIMAL_NORM: set[str] = set()
+
+
+def _import(path: str) -> Callable:
+    module, function = path.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _seed(parts: tuple[int, ...]) -> int:
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + int(part)) % (2**63 - 1)
+    return value
+
+
+@dataclass(frozen=True)
+class ResolvedAttack:
+    """An attack function with its checked options; ``run`` is what the evaluation driver calls."""
+
+    name: str
+    function: Callable
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def minimal_norm(self) -> bool:
+        return self.name in MINIMAL_NORM
+
+    @property
+    def description(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}({shown})" if shown else self.name
+
+    def check_radii(self, radii: list[float]) -> None:
+        """Fail early (one line) when an option cannot serve one of the radii."""
+        if self.options.get("step_size") == "paper":
+            from robust_seg.attacks.pgd import paper_step_size
+
+            for radius in radii:
+                try:
+                    if radius > 0:
+                        paper_step_size(radius, self.options.get("iterations", 300))
+                except ValueError as error:
+                    raise ConfigError(f"attack.options.step_size=paper: {error}; give a number") from None
+
+    def run(self, model, images: torch.Tensor, labels: torch.Tensor, *, eps: float | None,
+            seed: tuple[int, ...] = (0,)) -> AttackResult:
+        if eps == 0 and not self.minimal_norm:
+            return clean(model, images, labels)
+        parameters = inspect.signature(self.function).parameters
+        kwargs = dict(self.options)
+        if "generator" in parameters:
+            kwargs["generator"] = torch.Generator(device=images.device).manual_seed(_seed(seed))
+        elif "seed" in parameters:
+            kwargs["seed"] = _seed(seed)
+        if eps is not None and "eps" in parameters:
+            kwargs["eps"] = eps
+        if kwargs.get("step_size") == "paper":
+            from robust_seg.attacks.pgd import paper_step_size
+
+            kwargs["step_size"] = paper_step_size(eps, kwargs.get("iterations", 300))
+        return self.function(model, images, labels, **kwargs)
+
+
+def resolve_attack(cfg) -> ResolvedAttack:
+    """Check ``cfg.name`` and ``cfg.options`` against the attack's signature; one clear line on error."""
+    if cfg.name not in ATTACKS:
+        raise ConfigError(f"unknown attack '{cfg.name}' (choose from {', '.join(sorted(ATTACKS))})")
+    function = _import(ATTACKS[cfg.name])
+    options = OmegaConf.to_container(cfg.options, resolve=True) if OmegaConf.is_config(cfg.options) \
+        else dict(cfg.options)
+    parameters = inspect.signature(function).parameters
+    reserved = {"model", "images", "labels", "eps", "generator", "seed"}
+    for key, value in options.items():
+        if key not in parameters or key in reserved:
+            known = ", ".join(p for p in parameters if p not in reserved)
+            raise ConfigError(f"attack.options.{key}: not an option of {cfg.name} (options: {known})")
+        default = parameters[key].default
+        if isinstance(default, bool) and not isinstance(value, bool) or \
+                isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                not isinstance(value, (int, float)) and value is not None and not isinstance(value, str):
+            raise ConfigError(f"attack.options.{key}: expected a {type(default).__name__}, got {value!r}")
+    return ResolvedAttack(cfg.name, function, options)

@@ -1,0 +1,28 @@
+"""``python -m robust_seg.evaluate``: robustness evaluation (see configs/evaluate.yaml)."""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from robust_seg.cli import report_user_errors
+from robust_seg.config import register_configs
+
+register_configs()
+
+
+@hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    """Thin Hydra wrapper around :func:`robust_seg.evaluation.evaluate`; returns the last worst-case ACC."""
+    from robust_seg.evaluation import evaluate
+    from robust_seg.runtime import hydra_run_dir
+
+    run_dir = hydra_run_dir()
+    results = report_user_errors(lambda: evaluate(cfg, run_dir))
+    print((run_dir / "results.md").read_text())
+    print(f"run directory: {run_dir}")
+    last = list(results["radii"])[-1]
+    return results["radii"][last]["worst_case"]["acc"]
+
+
+if __name__ == "__main__":
+    main()

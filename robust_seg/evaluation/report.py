@@ -1,0 +1,126 @@
+"""Files and W&B entries of an evaluation: results.json, results.md, plots (SEA paper table layouts)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from robust_seg.radii import parse_radius  # noqa: E402
+from robust_seg.reporting.files import atomic_write_json, atomic_write_text  # noqa: E402
+
+WORST = "worst_case"
+
+
+def component_label(name: str, attack: str) -> str:
+    return f"{attack} (worst case)" if name == WORST else name
+
+
+def results_markdown(results: dict) -> str:
+    """Rows: the attack's components then its worst case; columns: ACC and mIoU per radius (Tables 1, 3, 9)."""
+    keys = list(results["radii"])
+    names = [n for n in results["radii"][keys[0]] if n != WORST] + [WORST]
+    header = "| attack | " + " | ".join(f"{k} ACC | {k} mIoU" for k in keys) + " |"
+    rule = "|---|" + "---:|---:|" * len(keys)
+    lines = [f"# {results['attack']} on {results['model']} / {results['dataset']} ({results['split']}, "
+             f"{results['images']} images)", ""]
+    if results.get("attack_note"):
+        lines += [f"> {results['attack_note']}", ""]
+    lines += [header, rule]
+    for name in names:
+        cells = []
+        for key in keys:
+            entry = results["radii"][key].get(name)
+            cells.append(f"{entry['acc']:.1f} | {entry['miou']:.1f}" if entry else "– | –")
+        lines.append(f"| {component_label(name, results['attack'])} | " + " | ".join(cells) + " |")
+    lines += ["", "Per-class IoU of the worst case:", "",
+              "| class | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    classes = list(results["radii"][keys[0]][WORST]["per_class_iou"])
+    for cls in classes:
+        values = [results["radii"][k][WORST]["per_class_iou"][cls] for k in keys]
+        lines.append(f"| {cls} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in values) + " |")
+    lines += ["", f"Wall time: {results['seconds']:.1f} s"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_robustness_curve(results: dict, path: Path) -> None:
+    """Robust ACC and mIoU of the worst case against the radius (x axis in units of 1/255)."""
+    keys = list(results["radii"])
+    x = [parse_radius(k) * 255 for k in keys]
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for metric, label in (("acc", "ACC"), ("miou", "mIoU")):
+        axis.plot(x, [results["radii"][k][WORST][metric] for k in keys], marker="o", label=label)
+    axis.set_xlabel("radius  $\\epsilon_\\infty$ (x 1/255)")
+    axis.set_ylabel("%")
+    axis.set_ylim(0, 100)
+    axis.set_title(f"{results['attack']}: {results['model']}", fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _colour(mask: torch.Tensor, num_classes: int) -> np.ndarray:
+    palette = (plt.get_cmap("tab20")(np.linspace(0, 1, max(num_classes, 2)))[:, :3] * 255).astype(np.uint8)
+    array = mask.numpy()
+    out = np.zeros(array.shape + (3,), dtype=np.uint8)
+    valid = array != 255
+    out[valid] = palette[array[valid] % len(palette)]
+    out[~valid] = 255
+    return out
+
+
+def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) -> None:
+    """Per image: perturbed images, perturbations (scaled to the radius) and predictions per radius (App. D)."""
+    keys = [k for k in figure_data if k not in ("images", "labels")]
+    images, labels = figure_data["images"], figure_data["labels"]
+    count = images.shape[0]
+    columns = len(keys) + 1
+    figure, axes = plt.subplots(3 * count, columns, figsize=(1.8 * columns, 1.8 * 3 * count), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for i in range(count):
+        axes[3 * i, 0].imshow(images[i].permute(1, 2, 0).numpy())
+        axes[3 * i, 0].set_title("original", fontsize=7)
+        axes[3 * i + 1, 0].imshow(_colour(labels[i], len(class_names)))
+        axes[3 * i + 1, 0].set_title("ground truth", fontsize=7)
+        for j, key in enumerate(keys, start=1):
+            entry = figure_data[key]
+            radius = parse_radius(key)
+            axes[3 * i, j].imshow(entry["adv"][i].permute(1, 2, 0).clamp(0, 1).numpy())
+            axes[3 * i, j].set_title(f"eps {key}", fontsize=7)
+            axes[3 * i + 1, j].imshow(_colour(entry["pred"][i], len(class_names)))
+            axes[3 * i + 1, j].set_title(f"Acc: {100 * float(entry['acc'][i]):.1f}%", fontsize=7)
+            delta = entry["adv"][i] - images[i]
+            scaled = (delta / (2 * radius) + 0.5) if radius > 0 else torch.full_like(delta, 0.5)
+            axes[3 * i + 2, j].imshow(scaled.clamp(0, 1).permute(1, 2, 0).numpy())
+            axes[3 * i + 2, j].set_title("perturbation", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str], logger) -> None:
+    atomic_write_json(run_dir / "results.json", results)
+    markdown = results_markdown(results)
+    atomic_write_text(run_dir / "results.md", markdown)
+    plot_robustness_curve(results, run_dir / "robustness_curve.png")
+    if figure_data is not None:
+        plot_attacked_images(figure_data, class_names, run_dir / "attacked_images.png")
+    keys = list(results["radii"])
+    rows = [[component_label(name, results["attack"]), key, entry["acc"], entry["miou"]]
+            for key in keys for name, entry in results["radii"][key].items()]
+    logger.table("results", ["attack", "eps", "ACC", "mIoU"], rows)
+    logger.summary({f"{WORST}/{metric}@{key}": results["radii"][key][WORST][metric]
+                    for key in keys for metric in ("acc", "miou")})
+    logger.image("robustness_curve", run_dir / "robustness_curve.png")
+    if figure_data is not None:
+        logger.image("attacked_images", run_dir / "attacked_images.png")
+        last = keys[-1]
+        logger.segmentation_images(f"predictions@{last}", figure_data[last]["adv"], figure_data[last]["pred"],
+                                   figure_data["labels"], class_names)

@@ -1,0 +1,42 @@
+"""Running totals of an evaluation, per radius and per attack component, saved after every batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from robust_seg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou
+
+
+@dataclass
+class ComponentTotals:
+    """Confusion matrix over the dataset + per-image accuracies (and per-image attack extras)."""
+
+    confusion: torch.Tensor
+    accuracy: list[float] = field(default_factory=list)
+    extras: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, predictions, labels, accuracy, extras: dict) -> None:
+        self.confusion += confusion_matrix(predictions, labels, self.confusion.shape[0])
+        self.accuracy += accuracy.double().cpu().tolist()
+        for key, value in extras.items():
+            if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() == accuracy.numel():
+                self.extras.setdefault(key, []).extend(value.double().cpu().tolist())
+
+    def summary(self, class_names: list[str]) -> dict:
+        iou = iou_per_class(self.confusion)
+        return {
+            "acc": 100.0 * sum(self.accuracy) / max(len(self.accuracy), 1),
+            "miou": 100.0 * mean_iou(self.confusion),
+            "per_class_iou": {name: (None if v != v else 100.0 * v) for name, v in zip(class_names, iou.tolist())},
+            "images": len(self.accuracy),
+            "per_image_acc": [100.0 * a for a in self.accuracy],
+            **({"per_image": self.extras} if self.extras else {}),
+        }
+
+    def state_dict(self) -> dict:
+        return {"confusion": self.confusion, "accuracy": self.accuracy, "extras": self.extras}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ComponentTotals":
+        return cls(state["confusion"], list(state["accuracy"]), {k: list(v) for k, v in state["extras"].items()})

@@ -1,0 +1,218 @@
+"""The training loop (SEA paper Sec. 3, App. B.2; thesis Algorithm 6.2 for the CALS schemes).
+
+One loop serves every scheme: the scheme decides how inputs are made (clean or
+PGD adversarial examples, ``scheme.adversarial``) and which loss trains on them
+(``scheme.loss``: CE, LS, FL, ECP, MbLS, CALS). Single process or torchrun/DDP;
+the global batch ``batch_size`` is kept on fewer devices by gradient
+accumulation. A checkpoint is written atomically after every epoch;
+``resume=true`` continues from it and ends with the same weights as an
+uninterrupted run (deterministic data order, augmentation and RNG states).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from robust_seg import IGNORE_INDEX
+from robust_seg.data import build_dataset, build_loader, set_epoch
+from robust_seg.data import class_names as dataset_class_names
+from robust_seg.errors import ConfigError, RobustSegError
+from robust_seg.models import build_model
+from robust_seg.reporting.files import atomic_torch_save, atomic_write_json
+from robust_seg.reporting.logger import RunLogger
+from robust_seg.runtime import init_distributed, seed_everything, select_device, shared_run_dir
+from robust_seg.training.adversary import adversarial_examples
+from robust_seg.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from robust_seg.training.losses import TrainLoss, build_train_loss
+from robust_seg.training.optim import build_optimizer, build_scheduler
+from robust_seg.training.validation import validate
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoints/last.pt"
+
+
+class TrainingDiverged(RobustSegError):
+    """The loss became NaN or infinite."""
+
+
+def _uses_validation_split(loss: TrainLoss) -> bool:
+    return type(loss).accumulate_validation is not TrainLoss.accumulate_validation
+
+
+def _batch_geometry(cfg, world_size: int) -> tuple[int, int]:
+    """(micro batch per process, accumulation steps) such that micro * accumulation * world = batch_size."""
+    micro = cfg.micro_batch_size or max(cfg.batch_size // world_size, 1)
+    accumulation, remainder = divmod(cfg.batch_size, micro * world_size)
+    if remainder or accumulation < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} is not a multiple of micro_batch_size={micro} x "
+                          f"{world_size} processes; choose micro_batch_size to divide it")
+    return micro, accumulation
+
+
+def train(cfg, run_dir: str | Path) -> dict:
+    """Train ``cfg.model`` on ``cfg.dataset`` with ``cfg.scheme``; return the final metrics and history."""
+    distributed = init_distributed(cfg.runtime.device)
+    run_dir = shared_run_dir(run_dir, distributed)
+    main = distributed.is_main
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = select_device(cfg.runtime.device, distributed.local_rank)
+    seed_everything(cfg.seed, cfg.runtime.deterministic)
+    checkpoint_path = run_dir / CHECKPOINT
+    if checkpoint_path.exists() and not cfg.resume:
+        raise ConfigError(f"{run_dir} already holds a training run: pass resume=true to continue it, "
+                          "or another run_name")
+
+    num_classes = cfg.dataset.num_classes
+    loss_options = OmegaConf.to_container(cfg.scheme.loss, resolve=True) if OmegaConf.is_config(cfg.scheme.loss) \
+        else dict(cfg.scheme.loss)
+    loss_name = loss_options.pop("name")
+    try:
+        train_loss = build_train_loss(loss_name, num_classes, **loss_options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"scheme.loss: {error}") from None
+
+    train_set = build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=True)
+    multiplier_set = None
+    if _uses_validation_split(train_loss):
+        from robust_seg.training.cals import split_train_validation
+
+        train_ids, held_out = split_train_validation(len(train_set), cfg.scheme.validation_fraction, cfg.seed)
+        multiplier_set = torch.utils.data.Subset(
+            build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=False), held_out)
+        train_set = torch.utils.data.Subset(train_set, train_ids)
+    val_set = build_dataset(cfg.dataset, split=cfg.dataset.val_split, train=False)
+    micro, accumulation = _batch_geometry(cfg, distributed.world_size)
+    loader = build_loader(train_set, micro, train=True, seed=cfg.seed, num_workers=cfg.runtime.num_workers,
+                          distributed=distributed.enabled)
+    steps_per_epoch = len(loader) // accumulation
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"the training split has {len(train_set)} images: fewer than one batch of "
+                          f"{cfg.batch_size}; lower batch_size")
+
+    model = build_model(cfg.model, num_classes).to(device)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    scheduler = build_scheduler(cfg.schedule, optimizer, steps_per_epoch)
+    use_amp = cfg.runtime.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history: list[dict] = []
+    start_epoch = 0
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        train_loss.load_state_dict(state["loss"])
+        set_rng_state(state["rng"])
+        start_epoch, history = state["epoch"], list(state["history"])
+        log.info("resumed from %s after epoch %d", checkpoint_path, start_epoch)
+    network = model
+    if distributed.enabled:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), "train", enabled=main)
+    class_names = dataset_class_names(cfg.dataset)
+    try:
+        for epoch in range(start_epoch, cfg.schedule.epochs):
+            started = time.perf_counter()
+            set_epoch(loader, epoch)
+            network.train()
+            running, seen = torch.zeros((), device=device), 0
+            batches = iter(loader)
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+                       disable=not main, dynamic_ncols=True, leave=False)
+            for step in bar:
+                for micro_step in range(accumulation):
+                    batch = next(batches)
+                    images, labels = batch["image"].to(device), batch["label"].to(device)
+                    if cfg.scheme.adversarial is not None:
+                        images = adversarial_examples(model, images, labels, cfg.scheme.adversarial)
+                    if cfg.runtime.channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    last = micro_step == accumulation - 1
+                    sync = nullcontext() if last or not distributed.enabled else network.no_sync()
+                    with sync, torch.autocast(device.type, enabled=use_amp):
+                        logits, auxiliary = network(images, auxiliary=True)
+                        loss = train_loss(logits, labels)
+                        if auxiliary is not None and cfg.auxiliary_weight:
+                            loss = loss + cfg.auxiliary_weight * F.cross_entropy(
+                                auxiliary.float(), labels, ignore_index=IGNORE_INDEX)
+                        scaler.scale(loss / accumulation).backward()
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
+                            f"checkpoint is kept in {checkpoint_path} (lower optimizer.lr or enable warmup)")
+                    running += loss.detach()
+                    seen += 1
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if main and step % 10 == 0:
+                    bar.set_postfix(loss=f"{running.item() / max(seen, 1):.3f}")
+
+            if multiplier_set is not None:
+                update_multipliers(model, train_loss, multiplier_set, micro, device, epoch)
+            entry = {"epoch": epoch + 1, "train_loss": (running / max(seen, 1)).item(),
+                     "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
+            if distributed.enabled:
+                loss_sum = torch.tensor([entry["train_loss"]], device=device)
+                dist.all_reduce(loss_sum)
+                entry["train_loss"] = loss_sum.item() / distributed.world_size
+            if main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.schedule.epochs):
+                entry.update(validate(model, val_set, cfg, device, class_names))
+            if train_loss.multipliers_history:
+                entry["multipliers"] = train_loss.multipliers_history[-1].tolist()
+            history.append(entry)
+            if main:
+                log.info("epoch %d: %s", epoch + 1, {k: v for k, v in entry.items() if k != "multipliers"})
+                logger.log({k: v for k, v in entry.items() if k != "multipliers"}, step=epoch + 1)
+                save_checkpoint(checkpoint_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                                loss=train_loss.state_dict(), epoch=epoch + 1, history=history)
+            if distributed.enabled:
+                dist.barrier()
+
+        results = {"epochs": cfg.schedule.epochs, "history": history,
+                   "final": {k: v for k, v in history[-1].items() if k != "multipliers"} if history else {}}
+        if main:
+            atomic_write_json(run_dir / "train_results.json", results)
+            if cfg.export_path:
+                atomic_torch_save(Path(cfg.export_path), model.state_dict())
+                log.info("exported model weights to %s", cfg.export_path)
+            if train_loss.multipliers_history:
+                from robust_seg.training.plots import plot_multipliers
+
+                plot_multipliers(train_loss.multipliers_history, class_names, run_dir / "multipliers.png")
+                logger.image("multipliers", run_dir / "multipliers.png")
+            logger.summary(results["final"])
+        return results
+    finally:
+        logger.finish()
+
+
+@torch.no_grad()
+def update_multipliers(model, train_loss: TrainLoss, held_out, batch_size: int, device, epoch: int) -> None:
+    """CALS outer step (thesis Algorithm 6.2): statistics on the held-out split, then the multiplier update."""
+    was_training = model.training
+    model.eval()
+    loader = build_loader(held_out, batch_size, train=False, seed=0,
+                          distributed=dist.is_available() and dist.is_initialized())
+    for batch in loader:
+        train_loss.accumulate_validation(model(batch["image"].to(device)), batch["label"].to(device))
+    train_loss.update_multipliers(epoch)
+    model.train(was_training)

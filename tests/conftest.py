@@ -1,0 +1,40 @@
+"""Shared test helpers: config composition and running the entry points in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = str(ROOT / "configs")
+
+# Tiny synthetic data + no W&B: what every end-to-end test uses.
+TINY = ["logger=none", "dataset.synthetic.num_train=64", "dataset.synthetic.num_val=16"]
+
+
+def compose_config(name: str, overrides: list[str] | None = None):
+    from robust_seg.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(config_name=name, overrides=overrides or [], return_hydra_config=False)
+
+
+def run_entry(module: str, *overrides: str, cwd: Path, timeout: float = 600, check: bool = False):
+    """Run ``python -m robust_seg.<module> overrides`` with ``cwd`` as working directory (outputs/ lands there)."""
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0")
+    completed = subprocess.run([sys.executable, "-m", f"robust_seg.{module}", *overrides], cwd=cwd, env=env,
+                               capture_output=True, text=True, timeout=timeout)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"{module} failed ({completed.returncode}):\n{completed.stdout[-3000:]}\n"
+                             f"{completed.stderr[-3000:]}")
+    return completed
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return tmp_path
