@@ -241,6 +241,21 @@ def test_converted_checkpoint_initialises_backbone_from_file(tmp_path):
                        published["module.stages.2.blocks.1.mlp.fc2.weight"])
 
 
+def test_mmseg_converter_takes_the_backbone_of_a_segmentor_checkpoint():
+    source, target = build("small_upernet_convnext", num_classes=6), build("small_upernet_convnext", num_classes=3)
+    with torch.no_grad():
+        for parameter in source.backbone().parameters():
+            parameter.normal_()
+    checkpoint = {**{"backbone." + k: v for k, v in source.backbone().state_dict().items()},
+                  "decode_head.conv_seg.weight": torch.zeros(6, 48, 1, 1)}
+    state = CONVERTERS["mmseg"](checkpoint, target.backbone())
+    load_matching(target.backbone(), state, "MMSeg segmentor checkpoint")
+    assert torch.equal(target.backbone().norm2.weight, source.backbone().norm2.weight)
+    assert torch.equal(target.backbone().stages[3].blocks[0].mlp.fc1.bias, source.backbone().stages[3].blocks[0].mlp.fc1.bias)
+    plain = CONVERTERS["mmseg"](source.backbone().state_dict(), target.backbone())
+    assert plain.keys() == target.backbone().state_dict().keys()
+
+
 def test_mismatching_checkpoint_is_a_readable_error(paper_models):
     backbone = paper_model(paper_models, "upernet_convnext_t").backbone()
     published = random_state(timm_convnext_convstem_shapes((3, 3, 27, 3), (96, 192, 384, 768)))  # a ConvNeXt-S

@@ -34,15 +34,20 @@ def _drop(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> State
     return {k: v for k, v in state.items() if not k.startswith(prefixes)}
 
 
-def _fill_from_target(state: StateDict, backbone: nn.Module, prefixes: tuple[str, ...]) -> StateDict:
-    """Add the target's own (initial) values for its keys under ``prefixes`` that classifiers lack."""
+def _fill_from_target(state: StateDict, backbone: nn.Module, absent: Callable[[str], bool]) -> StateDict:
+    """Add the backbone's own (initial) values for its keys that the checkpoint legitimately lacks
+    (``absent(key)`` is True) and does not have."""
     own = backbone.state_dict()
-    return {**{k: v for k, v in own.items() if k.startswith(prefixes) and k not in state}, **state}
+    return {**{k: v for k, v in own.items() if absent(k) and k not in state}, **state}
 
 
 def mmseg(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDict:
-    """Identity: the checkpoint already has the backbone's MMSeg keys (a ``backbone.`` prefix is removed)."""
-    return {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
+    """Identity: the checkpoint already has the backbone's MMSeg keys. From a whole MMSeg segmentor's
+    checkpoint (keys ``backbone.*``, ``decode_head.*``, ...) the ``backbone.*`` entries are taken."""
+    prefix = "backbone."
+    if any(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state)
 
 
 def timm_convnext(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDict:
@@ -58,7 +63,7 @@ def timm_convnext(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> Sta
     """
     state = _strip_prefixes(state, ("module.", "model.", "base_model."))
     state = _drop(state, ("head.", "norm_pre.", "normalize.", "normalizer.", "fc."))
-    return _fill_from_target(state, backbone, tuple(f"norm{i}." for i in range(4)))
+    return _fill_from_target(state, backbone, lambda key: re.match(r"norm\d+\.", key) is not None)
 
 
 _TIMM_VIT_RENAMES = (
@@ -137,9 +142,7 @@ def torchvision_resnet(state: Mapping[str, torch.Tensor], backbone: nn.Module) -
     """
     state = _drop(_strip_prefixes(state, ("module.",)), ("attacker.", "normalizer.", "normalize."))
     state = _drop(_strip_prefixes(state, ("model.",)), ("fc.",))
-    own = backbone.state_dict()
-    counters = {k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state}
-    return {**counters, **state}
+    return _fill_from_target(state, backbone, lambda key: key.endswith("num_batches_tracked"))
 
 
 CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], nn.Module], StateDict]] = {
