@@ -1,0 +1,117 @@
+"""ALMA prox (thesis Algorithm IV-2): penalty, constraints, masking and a toy model with a known optimum."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from robust_seg.attacks.minimal_norm import alma_prox
+from robust_seg.attacks.minimal_norm.constraints import decayed_constraint_mask, dlr_plus, logit_difference
+from robust_seg.attacks.minimal_norm.penalties import p2_penalty, p2_penalty_derivative
+
+torch.set_num_threads(1)
+
+
+def test_penalty_derivative_matches_autograd_and_is_mu_at_zero():
+    generator = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.randn(200, generator=generator, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)])
+    rho = 10 ** (3 * torch.rand(205, generator=generator, dtype=torch.float64) - 2)
+    mu = 10 ** (2 * torch.rand(205, generator=generator, dtype=torch.float64) - 1)
+    y.requires_grad_(True)
+    (autograd,) = torch.autograd.grad(p2_penalty(y, rho, mu).sum(), y)
+    analytic = p2_penalty_derivative(y.detach(), rho, mu)
+    assert torch.allclose(analytic, autograd, rtol=1e-10, atol=1e-12)
+    assert torch.equal(analytic[-5:], mu[-5:])  # Axiom 2: P'(0) = mu
+    h = 1e-6
+    finite = (p2_penalty(y.detach() + h, rho, mu) - p2_penalty(y.detach() - h, rho, mu)) / (2 * h)
+    assert torch.allclose(analytic, finite, rtol=1e-5, atol=1e-6)
+    assert (analytic > 0).all()  # Axiom 1
+    # eq. 5.9 closed form at hand-picked points
+    one = torch.tensor([1.0], dtype=torch.float64)
+    assert torch.allclose(p2_penalty(one, 2 * one, 3 * one), torch.tensor([3 + 6 + 4 / 6], dtype=torch.float64))
+    assert torch.allclose(p2_penalty(-one, 0.5 * one, 3 * one), torch.tensor([-1.5], dtype=torch.float64))
+
+
+def test_dlr_plus_closed_form():
+    logits = torch.tensor([5.0, 3.0, 1.0, 0.0]).view(1, 4, 1, 1)
+    label = torch.tensor([[[0]]])
+    assert torch.allclose(dlr_plus(logits, label), torch.tensor((5 - 3) / (5 - 1)))
+    assert torch.allclose(dlr_plus(logits, torch.tensor([[[2]]])), torch.tensor((1 - 5) / (5 - 1)))
+    # tDLR+ (A III-8) towards class 1: (max_{i != 1} z_i - z_1) / (z_pi1 - (z_pi3 + z_pi4) / 2)
+    assert torch.allclose(dlr_plus(logits, torch.tensor([[[1]]]), targeted=True), torch.tensor((5 - 3) / (5 - 0.5)))
+    assert torch.allclose(logit_difference(logits, torch.tensor([[[1]]])), torch.tensor(-2.0))
+    scaled = dlr_plus(7 * logits, label)  # scale invariance
+    assert torch.allclose(scaled, dlr_plus(logits, label))
+
+
+def test_decayed_mask_drops_the_largest_constraints():
+    constraints = torch.arange(100, dtype=torch.float64).view(1, 10, 10)
+    valid = torch.ones(1, 10, 10, dtype=torch.bool)
+    valid[0, 9, 9] = False  # the largest value is unlabelled
+    counts = valid.flatten(1).sum(1)
+    kept = decayed_constraint_mask(constraints, valid, counts, 0.05)  # floor(0.05 * 99) = 4 dropped
+    assert int(kept.sum()) == 95 and not kept[0, 9, 9] and kept[0, 9, 4] and not kept[0, 9, 5]
+    assert torch.equal(decayed_constraint_mask(constraints, valid, counts, 0.0), valid)
+
+
+class SharedDirectionLinear(nn.Module):
+    """Per-pixel linear model: z0 - z1 = s (w.x - w.1/2), classes 2 and 3 far below.
+
+    A pixel x = 1/2 + t sign(w) is class 0 with margin t: the smallest Linf change that
+    flips it is exactly t (boxes never bind for t < 1/2), so the smallest ||delta||_inf
+    that fools a fraction nu of the pixels is the ceil(nu n)-th smallest margin.
+    """
+
+    def __init__(self, w, scale=10.0):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[0, :, 0, 0] = scale * w
+            self.conv.bias[0] = -scale * 0.5 * w.sum()
+            self.conv.bias[2] = -5 * scale
+            self.conv.bias[3] = -6 * scale
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def toy_problem():
+    torch.manual_seed(0)
+    w = torch.tensor([1.0, -1.0, 1.0])
+    margins = torch.rand(3, 12, 12) * 0.028 + 0.002
+    images = 0.5 + margins.unsqueeze(1) * w.view(1, 3, 1, 1)
+    labels = torch.zeros(3, 12, 12, dtype=torch.long)
+    labels[:, 0, :3] = 255
+    valid = labels != 255
+    optimum = []
+    for b in range(3):
+        sorted_margins = margins[b][valid[b]].sort().values
+        optimum.append(float(sorted_margins[math.ceil(0.99 * sorted_margins.numel()) - 1]))
+    model = SharedDirectionLinear(w).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, images, labels, torch.tensor(optimum, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_alma_prox_finds_known_minimal_norm(targeted):
+    model, images, labels, optimum = toy_problem()
+    target = torch.ones_like(labels) if targeted else None
+    result = alma_prox(model, images, labels, targeted=targeted, target_labels=target)
+    extras = result.extras
+    assert extras["success"].all() and (extras["apsr"] >= 0.99).all()
+    assert (extras["norm"] >= optimum * (1 - 1e-3)).all()  # nobody beats the optimum
+    assert (extras["norm"] <= optimum * 1.05).all(), (extras["norm"] * 255, optimum * 255)
+    assert (extras["forwards"] == 500).all() and (extras["backwards"] == 500).all()
+    assert result.adv_images.min() >= 0 and result.adv_images.max() <= 1
+    assert torch.equal(result.predictions, model(result.adv_images).argmax(1))
+
+
+def test_alma_prox_reports_failure_with_best_apsr():
+    model, images, labels, optimum = toy_problem()
+    result = alma_prox(model, images, labels, iterations=5)  # far too few steps to reach the margins
+    assert not result.extras["success"].any()
+    assert (result.extras["apsr"] < 0.99).all()
+    assert set(result.extras) >= {"norm", "apsr", "success", "forwards", "backwards"}
