@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from robust_seg.models import CheckpointError, ModelConfig, build_model
 from robust_seg.models.checkpoints import load_matching
-from robust_seg.models.convert import CONVERTERS, resize_pos_embed
+from robust_seg.models.convert import CONVERTERS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 PAPER_MODELS = ["upernet_convnext_t", "upernet_convnext_s", "segmenter_vit_s", "pspnet_r50"]
@@ -187,21 +187,14 @@ def test_timm_vit_converter(paper_models):
         assert torch.equal(own[mine], published[theirs]), mine
     assert own["pos_embed"].shape == (1, 1 + 32 * 32, 384)
     assert torch.equal(own["pos_embed"][:, 0], published["pos_embed"][:, 0])  # cls token's embedding kept
-
-
-def test_resize_pos_embed_matches_mmseg_and_keeps_constants():
-    from robust_seg.models import register_modules
-
-    register_modules()
-    from mmseg.models.backbones.vit import VisionTransformer
-
-    pos = torch.randn(1, 1 + 14 * 14, 8, generator=torch.Generator().manual_seed(3))
-    ours = resize_pos_embed(pos, (32, 32))
-    theirs = VisionTransformer.resize_pos_embed(pos, (32, 32), (14, 14), "bicubic")
-    torch.testing.assert_close(ours, theirs)
-    constant = torch.full((1, 1 + 14 * 14, 8), 0.5)
-    torch.testing.assert_close(resize_pos_embed(constant, (20, 24)), torch.full((1, 1 + 20 * 24, 8), 0.5))
-    assert resize_pos_embed(pos, (14, 14)) is pos
+    # bicubic resizing of the 14x14 grid: constants stay constant, corners stay close to the corners
+    constant = {**published, "pos_embed": torch.cat([torch.zeros(1, 1, 384), torch.full((1, 196, 384), 0.5)], 1)}
+    resized = CONVERTERS["timm_vit"](constant, backbone)["pos_embed"]
+    torch.testing.assert_close(resized[:, 1:], torch.full((1, 1024, 384), 0.5))
+    ramp = torch.arange(14.0).repeat(14)  # x coordinate of each patch, row-major
+    linear = {**published, "pos_embed": torch.cat([torch.zeros(1, 1), ramp[None]], 1)[..., None].expand(1, 197, 384)}
+    resized = CONVERTERS["timm_vit"](linear, backbone)["pos_embed"][0, 1:, 0].reshape(32, 32)
+    assert (resized[:, 1:] >= resized[:, :-1] - 1e-4).all() and (resized[0] - resized[-1]).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("layout", ["robustness", "torchvision_v1"])

@@ -10,7 +10,6 @@ import re
 from typing import Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 StateDict = dict[str, torch.Tensor]
@@ -62,7 +61,7 @@ def timm_convnext(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> Sta
         initial values (LayerNorm weight 1, bias 0), as in the official ConvNeXt segmentation code.
     """
     state = _strip_prefixes(state, ("module.", "model.", "base_model."))
-    state = _drop(state, ("head.", "norm_pre.", "normalize.", "normalizer.", "fc."))
+    state = _drop(state, ("head.", "norm_pre.", "normalize.", "normalizer."))
     return _fill_from_target(state, backbone, lambda key: re.match(r"norm\d+\.", key) is not None)
 
 
@@ -76,23 +75,6 @@ _TIMM_VIT_RENAMES = (
     (r"^blocks\.(\d+)\.mlp\.fc2\.", r"layers.\1.ffn.layers.1."),
     (r"^norm\.", "ln1."),
 )
-
-
-def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(1, 1 + h*w, C) position embeddings (cls token first, square h = w grid) -> (1, 1 + grid[0]*grid[1], C).
-
-    The cls token's embedding is kept; the patch embeddings are resized bicubically (align_corners=False),
-    as timm and mmseg do when fine-tuning at another resolution.
-    """
-    cls_token, patches = pos_embed[:, :1], pos_embed[:, 1:]
-    side = int(round(patches.shape[1] ** 0.5))
-    if side * side != patches.shape[1]:
-        raise ValueError(f"position embeddings of {patches.shape[1]} patches do not form a square grid")
-    if (side, side) == tuple(grid):
-        return pos_embed
-    patches = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    patches = F.interpolate(patches.float(), size=tuple(grid), mode="bicubic", align_corners=False)
-    return torch.cat([cls_token, patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1).to(pos_embed)], 1)
 
 
 def timm_vit(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDict:
@@ -112,8 +94,9 @@ def timm_vit(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDic
     ==============================  ==========================================
 
     Wrappers (``module.``, ``model.``, ``base_model.``) and normalisation buffers are removed as in
-    :func:`timm_convnext`. ``pos_embed`` (1, 1 + 14*14, C) at 224 is resized bicubically, keeping the cls
-    token, to the backbone's grid ``img_size // patch_size`` (e.g. 32x32 for crop 512).
+    :func:`timm_convnext`. ``pos_embed`` (1, 1 + 14*14, C) at 224 is resized, keeping the cls token, to the
+    backbone's grid ``img_size // patch_size`` (e.g. 32x32 for crop 512) with the backbone's own
+    ``resize_pos_embed`` and ``interpolate_mode`` (bicubic in our configs), as mmseg does at load time.
     """
     state = _strip_prefixes(state, ("module.", "model.", "base_model."))
     state = _drop(state, ("head.", "fc_norm.", "normalize.", "normalizer."))
@@ -123,8 +106,10 @@ def timm_vit(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDic
             key = re.sub(pattern, replacement, key)
         converted[key] = value
     if "pos_embed" in converted:
+        side = int(round((converted["pos_embed"].shape[1] - 1) ** 0.5))
         grid = tuple(size // backbone.patch_size for size in backbone.img_size)
-        converted["pos_embed"] = resize_pos_embed(converted["pos_embed"], grid)
+        converted["pos_embed"] = backbone.resize_pos_embed(converted["pos_embed"], grid, (side, side),
+                                                           backbone.interpolate_mode)
     return converted
 
 
