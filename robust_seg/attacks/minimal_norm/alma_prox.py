@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import torch
 
-from robust_seg.attacks.minimal_norm.constraints import decayed_constraint_mask, dlr_plus
+from robust_seg.attacks.minimal_norm.constraints import decayed_constraint_mask, dlr_plus, top_logits
 from robust_seg.attacks.minimal_norm.penalties import p2_penalty_derivative
 from robust_seg.attacks.minimal_norm.prox import DEFAULT_PRECISION, prox_linf_box
 from robust_seg.attacks.minimal_norm.tracking import AttackProblem, BestIterate
@@ -98,8 +98,9 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
         delta.requires_grad_(True)
         adv = images + delta
         logits = model(adv)
-        constraints = dlr_plus(logits, problem.constraint_labels, targeted) + constraint_margin
-        predictions = logits.detach().argmax(1)
+        top = top_logits(logits, targeted)
+        constraints = dlr_plus(logits, problem.constraint_labels, targeted, top=top) + constraint_margin
+        predictions = top.indices[:, 0]
         apsr_values = problem.apsr(predictions)
         is_adv = tracker.update(adv, predictions, apsr_values, delta.detach().flatten(1).abs().amax(1))
         if t <= iterations // 2:

@@ -34,17 +34,24 @@ def logit_difference(logits: torch.Tensor, labels: torch.Tensor, targeted: bool 
     return other_max - label_logit if targeted else label_logit - other_max
 
 
-def dlr_plus(logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+def top_logits(logits: torch.Tensor, targeted: bool = False) -> torch.return_types.topk:
+    """The 3 (untargeted) or 4 (targeted) largest logits per pixel that DLR+ / tDLR+ need; indices[:, 0] is the prediction."""
+    needed = 4 if targeted else 3
+    if logits.shape[1] < needed:
+        raise ValueError(f"{'tDLR+' if targeted else 'DLR+'} needs at least {needed} classes, got {logits.shape[1]}")
+    return logits.topk(needed, dim=1)
+
+
+def dlr_plus(logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False,
+             top: torch.return_types.topk | None = None) -> torch.Tensor:
     """DLR+ (eq. 4.4) or, targeted, tDLR+ (eq. A III-8), per pixel.
 
     DLR+(z, y) = (z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3), needs K >= 3 classes;
     tDLR+(z, t) = (max_{i!=t} z_i - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), needs K >= 4.
     Both are scale invariant and lie in [-1, 1] (untargeted) / are bounded above by 1.
+    ``top``: ``top_logits(logits, targeted)`` when the caller already has it.
     """
-    needed = 4 if targeted else 3
-    if logits.shape[1] < needed:
-        raise ValueError(f"{'tDLR+' if targeted else 'DLR+'} needs at least {needed} classes, got {logits.shape[1]}")
-    top = logits.topk(needed, dim=1).values
+    top = (top_logits(logits, targeted) if top is None else top).values
     if targeted:
         denominator = top[:, 0] - 0.5 * (top[:, 2] + top[:, 3])
     else:
