@@ -19,8 +19,16 @@ ATTACKS: dict[str, str] = {
     "sea": "robust_seg.attacks.sea:sea",
     "apgd": "robust_seg.attacks.apgd:apgd",
     "pgd": "robust_seg.attacks.pgd:pgd",
+    "alma_prox": "robust_seg.attacks.minimal_norm:alma_prox",
+    "dag": "robust_seg.attacks.minimal_norm:dag",
+    "fmn": "robust_seg.attacks.minimal_norm:fmn_linf",
+    "pdpgd": "robust_seg.attacks.minimal_norm:pdpgd_linf",
+    "ifgsm_bs": "robust_seg.attacks.minimal_norm:ifgsm_binary_search",
+    "mifgsm_bs": "robust_seg.attacks.minimal_norm:mifgsm_binary_search",
+    "pgd_bs": "robust_seg.attacks.minimal_norm:pgd_binary_search",
 }
-MINIMAL_NORM: set[str] = set()
+MINIMAL_NORM: set[str] = {"alma_prox", "dag", "fmn", "pdpgd", "ifgsm_bs", "mifgsm_bs", "pgd_bs"}
+"""Attacks that minimise the perturbation norm (thesis Ch. 5) instead of working at a fixed radius."""
 
 
 def _import(path: str) -> Callable:

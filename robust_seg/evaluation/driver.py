@@ -24,6 +24,8 @@ from robust_seg.data import build_dataset, build_loader
 from robust_seg.data import class_names as dataset_class_names
 from robust_seg.errors import ConfigError
 from robust_seg.evaluation.report import write_reports
+from robust_seg.metrics.apsr import DEFAULT_NU as NU
+from robust_seg.metrics.apsr import complexity_summary, default_eps_grid, norm_summary, not_fooled_curve
 from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.models import build_model
 from robust_seg.radii import format_radius, parse_radii
@@ -33,6 +35,7 @@ from robust_seg.runtime import seed_everything, select_device
 
 log = logging.getLogger(__name__)
 STATE_FILE = "evaluation_state.pt"
+MINIMAL_NORM_KEY = "minimal_norm"
 BATCHES_FILE = "batches.jsonl"
 
 
@@ -77,6 +80,8 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
         model = model.to(memory_format=torch.channels_last)
     class_names = dataset_class_names(cfg.dataset)
     keys = [format_radius(r) for r in radii]
+    # A minimal-norm attack runs once per batch; its radii only serve the robust-at-eps curve.
+    runs = [(None, MINIMAL_NORM_KEY)] if attack.minimal_norm else list(zip(radii, keys))
     fingerprint = {"attack": attack.description, "radii": keys, "dataset": cfg.dataset.name,
                    "images": len(dataset), "batch_size": cfg.batch_size, "model": cfg.model.name}
     state = _load_state(run_dir, cfg.resume, fingerprint)
@@ -100,12 +105,11 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
             images = images.contiguous(memory_format=torch.channels_last)
         record = {"batch": batch_index, "names": list(batch["name"]), "acc": {}}
         figure = {} if state["figure"] is None else None
-        for radius_index, (radius, key) in enumerate(zip(radii, keys)):
+        for radius_index, (radius, key) in enumerate(runs):
             result = attack.run(model, images, labels, eps=radius, seed=(cfg.attack.seed, batch_index, radius_index))
-            check_linf_box(result.adv_images, images, radius)
             outcomes = {"worst_case": result, **result.components}
             for name, outcome in outcomes.items():
-                check_linf_box(outcome.adv_images, images, radius)
+                check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])
                 comp = totals.setdefault(key, {}).setdefault(
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
                 comp.add(outcome.predictions, labels, outcome.accuracy, outcome.extras)
@@ -122,20 +126,43 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
         state["totals"] = {k: {n: c.state_dict() for n, c in comps.items()} for k, comps in totals.items()}
         append_jsonl(run_dir / BATCHES_FILE, record)
         atomic_torch_save(run_dir / STATE_FILE, state)
-        worst = totals[keys[-1]]["worst_case"]
-        progress.set_postfix({f"acc@{keys[-1]}": f"{100 * sum(worst.accuracy) / len(worst.accuracy):.1f}"})
+        worst = totals[runs[-1][1]]["worst_case"]
+        progress.set_postfix({f"acc@{runs[-1][1]}": f"{100 * sum(worst.accuracy) / len(worst.accuracy):.1f}"})
 
     results = {
         "attack": attack.description, "attack_note": cfg.attack.note, "model": cfg.model.name,
         "dataset": cfg.dataset.name, "split": cfg.split, "images": len(dataset), "seconds": state["seconds"],
-        "radii": {key: {name: comp.summary(class_names) for name, comp in totals[key].items()} for key in keys},
+        "radii": {key: {name: comp.summary(class_names) for name, comp in totals[key].items()}
+                  for _, key in runs},
     }
+    if attack.minimal_norm:
+        results["minimal_norm"] = minimal_norm_summary(results["radii"].pop(MINIMAL_NORM_KEY)["worst_case"], radii,
+                                                       state["seconds"])
+    else:
+        results["not_fooled_percentage"] = {key: 100.0 * sum(a < NU for a in results["radii"][key]["worst_case"][
+            "per_image"]["apsr"]) / len(dataset) for key in keys}
     logger = RunLogger(cfg.logger, run_dir, config=_plain_config(cfg), job_type="evaluate")
     try:
         write_reports(results, run_dir, state["figure"], class_names, logger)
     finally:
         logger.finish()
     return results
+
+
+def minimal_norm_summary(entry: dict, radii: list[float], seconds: float) -> dict:
+    """Thesis Table 5.1 (median/mean norm x 255), Table IV-2 (cost per image), Figure 5.3 and SEA App. C.4
+    (% of images not brought to APSR >= 99% within eps) from the per-image norms and successes."""
+    per_image = {k: torch.tensor(v) for k, v in entry["per_image"].items()}
+    norms, success = per_image["norm"], per_image["success"].bool()
+    return {
+        **norm_summary(norms, success),
+        "complexity": complexity_summary(per_image["forwards"], per_image["backwards"], seconds),
+        "not_fooled_percentage": dict(zip([format_radius(r) for r in radii],
+                                     not_fooled_curve(norms, success, radii)["percentage"])),
+        "curve": not_fooled_curve(norms, success, default_eps_grid()),
+        "adversarial": {k: entry[k] for k in ("acc", "miou", "images")},
+        "per_image": entry["per_image"],
+    }
 
 
 def _plain_config(cfg) -> dict:

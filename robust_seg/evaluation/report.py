@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from robust_seg.metrics.apsr import save_failure_curves_png  # noqa: E402
 from robust_seg.radii import parse_radius  # noqa: E402
 from robust_seg.reporting.files import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -91,12 +92,13 @@ def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) 
         axes[3 * i + 1, 0].set_title("ground truth", fontsize=7)
         for j, key in enumerate(keys, start=1):
             entry = figure_data[key]
-            radius = parse_radius(key)
+            delta = entry["adv"][i] - images[i]
+            radius = float(delta.abs().max())
             axes[3 * i, j].imshow(entry["adv"][i].permute(1, 2, 0).clamp(0, 1).numpy())
-            axes[3 * i, j].set_title(f"eps {key}", fontsize=7)
+            axes[3 * i, j].set_title(f"eps {key}" if key != "minimal_norm" else f"norm {255 * radius:.2f}/255",
+                                     fontsize=7)
             axes[3 * i + 1, j].imshow(_colour(entry["pred"][i], len(class_names)))
             axes[3 * i + 1, j].set_title(f"Acc: {100 * float(entry['acc'][i]):.1f}%", fontsize=7)
-            delta = entry["adv"][i] - images[i]
             scaled = (delta / (2 * radius) + 0.5) if radius > 0 else torch.full_like(delta, 0.5)
             axes[3 * i + 2, j].imshow(scaled.clamp(0, 1).permute(1, 2, 0).numpy())
             axes[3 * i + 2, j].set_title("perturbation", fontsize=7)
@@ -105,8 +107,32 @@ def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) 
     plt.close(figure)
 
 
+def minimal_norm_markdown(results: dict) -> str:
+    """Thesis Table 5.1 (norms x 255), Table IV-2 (cost per image) and SEA App. C.4 (% not fooled at eps)."""
+    summary = results["minimal_norm"]
+    cost = summary["complexity"]
+    lines = [f"# {results['attack']} on {results['model']} / {results['dataset']} ({results['split']}, "
+             f"{results['images']} images)", "",
+             "| attack | median ||δ||∞ x255 | mean ||δ||∞ x255 | success (APSR >= 99%) | ACC | mIoU |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| {results['attack']} | {summary['median_x255']:.2f} | {summary['mean_x255']:.2f} | "
+             f"{100 * summary['success_rate']:.1f}% | {summary['adversarial']['acc']:.1f} | "
+             f"{summary['adversarial']['miou']:.1f} |", "",
+             "Failures count as 255/255 in the norms. Cost per image:", "",
+             "| forwards | backwards | seconds |", "|---:|---:|---:|",
+             f"| {cost['forwards']:.0f} | {cost['backwards']:.0f} | {cost['seconds_per_image']:.3f} |", "",
+             "Images not brought to APSR >= 99% within eps (SEA paper App. C.4):", "",
+             "| eps | " + " | ".join(summary["not_fooled_percentage"]) + " |",
+             "|---|" + "---:|" * len(summary["not_fooled_percentage"]),
+             "| % | " + " | ".join(f"{v:.1f}" for v in summary["not_fooled_percentage"].values()) + " |"]
+    return "\n".join(lines) + "\n"
+
+
 def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str], logger) -> None:
     atomic_write_json(run_dir / "results.json", results)
+    if "minimal_norm" in results:
+        _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
+        return
     markdown = results_markdown(results)
     atomic_write_text(run_dir / "results.md", markdown)
     plot_robustness_curve(results, run_dir / "robustness_curve.png")
@@ -124,3 +150,18 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
         last = keys[-1]
         logger.segmentation_images(f"predictions@{last}", figure_data[last]["adv"], figure_data[last]["pred"],
                                    figure_data["labels"], class_names)
+
+
+def _write_minimal_norm_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str],
+                                logger) -> None:
+    summary = results["minimal_norm"]
+    atomic_write_text(run_dir / "results.md", minimal_norm_markdown(results))
+    save_failure_curves_png({results["attack"]: summary["curve"]}, str(run_dir / "failure_curve.png"),
+                            title=f"{results['model']} / {results['dataset']}")
+    if figure_data is not None:
+        plot_attacked_images(figure_data, class_names, run_dir / "attacked_images.png")
+        logger.image("attacked_images", run_dir / "attacked_images.png")
+    logger.summary({k: summary[k] for k in ("median_x255", "mean_x255", "success_rate")})
+    logger.table("not_fooled", ["eps", "percentage"], [[e, p] for e, p in zip(
+        summary["curve"]["eps"], summary["curve"]["percentage"])])
+    logger.image("failure_curve", run_dir / "failure_curve.png")

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from robust_seg.metrics.apsr import apsr
 from robust_seg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou
 
 
@@ -19,6 +20,7 @@ class ComponentTotals:
     def add(self, predictions, labels, accuracy, extras: dict) -> None:
         self.confusion += confusion_matrix(predictions, labels, self.confusion.shape[0])
         self.accuracy += accuracy.double().cpu().tolist()
+        extras = {"apsr": apsr(predictions, labels), **extras}
         for key, value in extras.items():
             if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() == accuracy.numel():
                 self.extras.setdefault(key, []).extend(value.double().cpu().tolist())
