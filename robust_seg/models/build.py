@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from typing import Any, Mapping
 
 import torch
@@ -23,6 +24,8 @@ def register_modules() -> None:
     from robust_seg.compat import ensure_mmcv_ops
 
     ensure_mmcv_ops()
+    warnings.filterwarnings("ignore", message=".*build_loss.*")
+    warnings.filterwarnings("ignore", message=".*avg_non_ignore.*")
     from mmseg.utils import register_all_modules
 
     register_all_modules(init_default_scope=False)
@@ -53,7 +56,15 @@ def build_segmentor(mmseg_cfg: Mapping, num_classes: int) -> torch.nn.Module:
     if cfg.get("auxiliary_head"):
         _set_num_classes(cfg["auxiliary_head"], num_classes)
     segmentor = MODELS.build(cfg)
-    segmentor.init_weights()
+    from mmengine.logging import MMLogger
+
+    mmengine_log = MMLogger.get_current_instance()
+    level = mmengine_log.level
+    mmengine_log.setLevel(logging.WARNING)  # init_weights logs every parameter at INFO level
+    try:
+        segmentor.init_weights()
+    finally:
+        mmengine_log.setLevel(level)
     return segmentor
 
 
