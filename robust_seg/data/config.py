@@ -38,8 +38,8 @@ class SyntheticConfig:
     min_objects: int = 3
     max_objects: int = 6
     border_width: int = 1
-    noise_std: float = 0.06
-    colour_jitter: float = 0.1
+    noise_std: float = 0.1
+    colour_jitter: float = 0.12
     texture_contrast: float = 0.25
 
 

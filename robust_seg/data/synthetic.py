@@ -6,7 +6,9 @@ Deterministic by seed, no files. Each sample is a pure function of
 Design (so that accuracy and robustness mean something):
 
 * Class 0 is the background: a random colour (uniform in [0.25, 0.75]^3 per
-  image) with a smooth low-frequency texture.
+  image) with a smooth low-frequency texture and, in half of the images, a
+  faint distractor copy of a random object class's texture (20-50% of the
+  object contrast; objects use 40-100%), so texture strength overlaps too.
 * Object class k >= 1 = a texture (stripes at 0/90/45/135 degrees, checker,
   dots, with a class period) x one of three base colours. Colours repeat across
   classes (k mod 3) and overlap the background colour range, and textures are
@@ -139,13 +141,16 @@ def generate_sample(num_classes: int, cfg: SyntheticConfig, seed: int, split: st
         theta = rng.uniform(0, 2 * math.pi)
         wave = np.sin(frequency * (xx * math.cos(theta) + yy * math.sin(theta)) + rng.uniform(0, 2 * math.pi))
         image += rng.uniform(0.05, 0.12, size=(3, 1, 1)) * wave
+    if rng.uniform() < 0.5:  # distractor: a faint texture of a random object class on the background
+        kind, angle, period, _ = class_appearance(int(rng.integers(1, num_classes)))
+        image += cfg.texture_contrast * rng.uniform(0.2, 0.5) * _texture(kind, angle, period, rng, yy, xx)
     label = np.zeros((size, size), dtype=np.int64)
     for _ in range(rng.integers(cfg.min_objects, cfg.max_objects + 1)):
         k = int(rng.integers(1, num_classes))
         mask = _shape_mask(_SHAPES[rng.integers(len(_SHAPES))], size, rng, yy, xx)
         kind, angle, period, colour = class_appearance(k)
         colour = np.asarray(colour, dtype=np.float32)[:, None, None] + rng.normal(0, cfg.colour_jitter, (3, 1, 1))
-        amplitude = cfg.texture_contrast * rng.uniform(0.6, 1.0)
+        amplitude = cfg.texture_contrast * rng.uniform(0.4, 1.0)
         appearance = colour + amplitude * _texture(kind, angle, period, rng, yy, xx)
         image = np.where(mask, appearance, image)
         label[mask] = k
