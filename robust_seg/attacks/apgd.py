@@ -37,6 +37,7 @@ from robust_seg.attacks.pgd import (
     Iterate,
     attack_result,
     draw_image_seeds,
+    linf_box_bounds,
     mix_seed,
     project_linf_box,
     uniform_random_start,
@@ -72,12 +73,11 @@ def apgd_stage(
     max_objective_at_check = max_objective
     reduced_at_check = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     checkpoints, last_check = set(apgd_checkpoints(iterations)), 0
+    lower, upper = linf_box_bounds(images, radius)
     for k in range(iterations):
-        candidate = project_linf_box(points + step * gradient.sign(), images, radius)
+        candidate = torch.clamp(points + step * gradient.sign(), lower, upper)
         if k > 0:
-            candidate = project_linf_box(
-                points + MOMENTUM * (candidate - points) + (1.0 - MOMENTUM) * (points - previous), images, radius
-            )
+            candidate = torch.clamp(points + MOMENTUM * (candidate - points) + (1.0 - MOMENTUM) * (points - previous), lower, upper)
         previous, points = points, candidate
         final = k + 1 == iterations
         evaluation = objective(points, step_offset + k + 2, need_gradient=not final)

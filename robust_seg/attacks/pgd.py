@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from robust_seg.attacks.invariants import check_linf_box
-from robust_seg.attacks.losses import get_loss, per_image_mean
+from robust_seg import IGNORE_INDEX
+from robust_seg.attacks.losses import get_loss, predicted_classes
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.segmentation import pixel_accuracy
 
@@ -46,9 +47,14 @@ def paper_step_size(eps: float, iterations: int = 300) -> float:
     raise ValueError(f"no paper step size for eps={eps * 255:g}/255 at {iterations} iterations; radii: {sorted(table)}")
 
 
+def linf_box_bounds(images: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinate bounds of S = {||z - x||_inf <= radius} intersected with [0, 1]: (max(x - r, 0), min(x + r, 1))."""
+    return (images - radius).clamp_(min=0.0), (images + radius).clamp_(max=1.0)
+
+
 def project_linf_box(points: torch.Tensor, images: torch.Tensor, radius: float) -> torch.Tensor:
-    """P_S: the closest point of {||z - x||_inf <= radius} intersected with [0, 1] (coordinate-wise clamp)."""
-    return torch.clamp(points, images - radius, images + radius).clamp_(0.0, 1.0)
+    """P_S: the closest point of S (coordinate-wise clamp). In loops, clamp to ``linf_box_bounds`` once computed."""
+    return torch.clamp(points, *linf_box_bounds(images, radius))
 
 
 def mix_seed(*parts: int) -> int:
@@ -117,14 +123,25 @@ class AttackObjective:
             if not self.loss.targetable:
                 raise ValueError(f"loss {loss!r} has no targeted form; use 'js' (App. D) or 'ce'")
         self.loss_labels = target_labels if targeted else labels
+        valid = self.loss_labels != IGNORE_INDEX
+        self.loss_pixels = valid.flatten(1).sum(1).clamp_min(1)
+        # Labels with ignored pixels set to -1 (never predicted) and pixel counts, computed once:
+        # the score of an iterate is then one comparison and one sum.
+        score_labels = self.loss_labels if targeted else labels
+        score_valid = score_labels != IGNORE_INDEX
+        self.score_labels = torch.where(score_valid, score_labels, torch.full_like(score_labels, -1))
+        self.score_pixels = score_valid.flatten(1).sum(1).clamp_min(1).double()
         self.forwards = 0
         self.backwards = 0
 
     def score(self, predictions: torch.Tensor) -> torch.Tensor:
-        """Lower is a stronger attack: accuracy, or minus agreement with the target map."""
-        if self.targeted:
-            return -pixel_accuracy(predictions, self.loss_labels)
-        return pixel_accuracy(predictions, self.labels)
+        """Lower is a stronger attack: pixel accuracy (``pixel_accuracy``), or minus agreement with the target map."""
+        agreement = (predictions == self.score_labels).flatten(1).sum(1) / self.score_pixels
+        return -agreement if self.targeted else agreement
+
+    def per_image_mean(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``losses.per_image_mean`` with the labelled-pixel counts computed once."""
+        return pixel_values.flatten(1).sum(1) / self.loss_pixels.to(pixel_values.dtype)
 
     def __call__(self, points: torch.Tensor, step: int, need_gradient: bool = True) -> Evaluation:
         step = min(max(step, 1), self.total_steps)
@@ -134,16 +151,19 @@ class AttackObjective:
             if need_gradient:
                 points = points.detach().requires_grad_(True)
             logits = self.model(points)
+            predictions = predicted_classes(logits)
             gradient_map, objective_map = self.loss.evaluate(
-                logits, self.loss_labels, step=step, total_steps=self.total_steps
+                logits, self.loss_labels, step=step, total_steps=self.total_steps, predictions=predictions
             )
-            objective = sign * per_image_mean(objective_map.detach(), self.loss_labels)
+            objective = sign * self.per_image_mean(objective_map.detach())
             gradient = None
             if need_gradient:
                 self.backwards += 1
-                driving = sign * per_image_mean(gradient_map, self.loss_labels).sum()
-                (gradient,) = torch.autograd.grad(driving, points)
-        predictions = logits.detach().argmax(1)
+                # Gradient of the SUM over pixels: for a model that treats the images of a batch
+                # independently (eval mode), image i's gradient is that of its per-image mean times
+                # the positive constant (labelled pixels of i), so its sign -- all that PGD/APGD use --
+                # is the same, and the un-normalised sum keeps the fused backward of the loss cheap.
+                (gradient,) = torch.autograd.grad(gradient_map.sum() * sign, points)
         return Evaluation(objective, gradient, predictions, self.score(predictions))
 
 
@@ -225,8 +245,9 @@ def pgd(
         points = images.clone()
     evaluation = objective(points, 1)
     best = Iterate.of(points, evaluation)
+    lower, upper = linf_box_bounds(images, eps)
     for t in range(1, iterations + 1):
-        points = project_linf_box(points + step_size * evaluation.gradient.sign(), images, eps)
+        points = torch.clamp(points + step_size * evaluation.gradient.sign(), lower, upper)
         evaluation = objective(points, t + 1, need_gradient=t < iterations)
         best = best.replace_where(evaluation.objective > best.objective, Iterate.of(points, evaluation))
     return attack_result(images, labels, eps, best, objective)

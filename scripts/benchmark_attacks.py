@@ -1,0 +1,164 @@
+"""Per-iteration cost of SEA, APGD and PGD relative to one bare forward+backward pass.
+
+ratio = attack wall time / (runs x iterations x t_fb), where t_fb is the median time of one
+forward+backward of the same batch through the same model with the gradient taken w.r.t.
+the input only (loss: summed pixel-wise cross-entropy, the cheapest attack objective). t_fb
+is measured before and after every attack, and the median over all those repeats is used,
+so that drifting machine load affects both sides alike. Both wall-clock and process CPU
+time are reported: on a shared machine the CPU-time ratio is the less noisy one. SEA runs with skip_solved=False so
+that every run attacks the whole batch (runs = number of losses). Target: ratio <= 1.10.
+
+Usage:
+    python scripts/benchmark_attacks.py [--model package.module:factory] [--batch 8] [--size 64]
+        [--iterations 300] [--eps 8/255] [--device cpu|cuda] [--threads N] [--width 32]
+
+``--model`` names a zero-argument callable returning a segmentation model (images in [0, 1]
+-> logits at input resolution); default: ``small_segmentation_model`` below.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import time
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robust_seg.attacks.apgd import apgd
+from robust_seg.attacks.pgd import pgd
+from robust_seg.attacks.sea import SEA_LOSSES, sea
+
+
+class SmallSegmentationModel(nn.Module):
+    """A small encoder-decoder conv net (stride 4, bilinear upsampling); 0.10 M parameters at width 32."""
+
+    def __init__(self, num_classes: int = 21, width: int = 32):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
+
+        def block(channels_in: int, channels_out: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(channels_out),
+                nn.ReLU(inplace=True),
+            )
+
+        self.encoder = nn.Sequential(
+            block(3, width, 2), block(width, width, 1), block(width, 2 * width, 2), block(2 * width, 2 * width, 1)
+        )
+        self.head = nn.Sequential(block(2 * width, 2 * width, 1), nn.Conv2d(2 * width, num_classes, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.encoder((images - self.mean) / self.std))
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def small_segmentation_model(width: int = 32) -> nn.Module:
+    """Default benchmark model: seeded random weights, eval mode."""
+    torch.manual_seed(0)
+    return SmallSegmentationModel(width=width).eval()
+
+
+def load_model(spec: str | None, width: int) -> nn.Module:
+    if spec is None:
+        return small_segmentation_model(width)
+    module_name, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)()
+
+
+DEVICE = torch.device("cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward_backward_times(model, images, labels, repeats: int) -> list[tuple[float, float]]:
+    """(wall, CPU) times of bare forward+backward passes (gradient w.r.t. the input only)."""
+    times = []
+    for _ in range(repeats):
+        times.append(timed(lambda: forward_backward(model, images, labels)))
+    return times
+
+
+def forward_backward(model, images, labels) -> None:
+    points = images.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(points), labels, ignore_index=255, reduction="sum")
+    torch.autograd.grad(loss, points)
+
+
+def timed(function) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``function()``, device synchronised."""
+    synchronize(DEVICE)
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    synchronize(DEVICE)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def parse_eps(text: str) -> float:
+    return float(Fraction(text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--width", type=int, default=32, help="channels of the default model (ignored with --model)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--eps", type=parse_eps, default=8 / 255)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--attacks", default="pgd,apgd,sea")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    global DEVICE
+    DEVICE = device = torch.device(args.device)
+    model = load_model(args.model, args.width).to(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(args.batch, 3, args.size, args.size, generator=generator).to(device)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    print(f"device {device}, threads {torch.get_num_threads()}, batch {args.batch} x 3 x {args.size} x {args.size}, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, eps {args.eps * 255:g}/255, "
+          f"{args.iterations} iterations")
+
+    forward_backward_times(model, images, labels, 5)  # warm-up
+    fb_times = forward_backward_times(model, images, labels, args.repeats)
+    attacks = {
+        "pgd": (1, lambda: pgd(model, images, labels, eps=args.eps, loss="ce", iterations=args.iterations,
+                                step_size=args.eps / 4)),
+        "apgd": (1, lambda: apgd(model, images, labels, eps=args.eps, loss="mask_ce", iterations=args.iterations,
+                                  schedule="red", generator=torch.Generator().manual_seed(0))),
+        "sea": (len(SEA_LOSSES), lambda: sea(model, images, labels, eps=args.eps, iterations=args.iterations,
+                                              skip_solved=False, generator=torch.Generator().manual_seed(0))),
+    }
+    measured = {}
+    for name in args.attacks.split(","):
+        runs, attack = attacks[name]
+        measured[name] = (runs, timed(attack))
+        fb_times += forward_backward_times(model, images, labels, args.repeats)
+    fb_wall = statistics.median(wall for wall, _ in fb_times)
+    fb_cpu = statistics.median(cpu for _, cpu in fb_times)
+    print(f"bare forward+backward over {len(fb_times)} repeats: wall median {fb_wall * 1e3:.2f} ms "
+          f"(min {min(w for w, _ in fb_times) * 1e3:.2f}, max {max(w for w, _ in fb_times) * 1e3:.2f}), "
+          f"CPU median {fb_cpu * 1e3:.2f} ms")
+    for name, (runs, (wall, cpu)) in measured.items():
+        passes = runs * args.iterations
+        wall_ratio, cpu_ratio = wall / (passes * fb_wall), cpu / (passes * fb_cpu)
+        print(f"{name:5s}: {runs} run(s) x {args.iterations} iterations, wall {wall:7.2f} s, ratio {wall_ratio:.3f} "
+              f"{'OK' if wall_ratio <= 1.10 else 'ABOVE 1.10'}; CPU-time ratio {cpu_ratio:.3f} "
+              f"{'OK' if cpu_ratio <= 1.10 else 'ABOVE 1.10'}")
+
+
+if __name__ == "__main__":
+    main()
