@@ -212,3 +212,22 @@ def test_apgd_is_reproducible_and_independent_of_batch_composition():
     again = apgd(model, images, labels, eps=8 / 255, loss="mask_sph", iterations=12, generator=torch.Generator().manual_seed(5))
     again2 = apgd(model, images, labels, eps=8 / 255, loss="mask_sph", iterations=12, generator=torch.Generator().manual_seed(5))
     assert torch.equal(again.adv_images, again2.adv_images)
+
+
+def test_masked_loss_drives_the_gradient_but_apgd_tracks_the_unmasked_objective():
+    """App. B.1: the mask enters only the gradient; the step-size rule sees the unmasked loss."""
+    from robust_seg.attacks.losses import cross_entropy, masked_cross_entropy, per_image_mean
+    from robust_seg.attacks.pgd import AttackObjective
+
+    model = small_conv_model(width=8)
+    images = images_with_box_edges(batch=2, size=10)
+    labels = model(images).argmax(1)
+    labels[:, :3] = (labels[:, :3] + 1) % 4  # some misclassified pixels: the mask matters
+    labels[:, 5] = IGNORE_INDEX
+    evaluation = AttackObjective(model, labels, "mask_ce", total_steps=1)(images, 1)
+    points = images.clone().requires_grad_(True)
+    logits = model(points)
+    torch.testing.assert_close(evaluation.objective, per_image_mean(cross_entropy(logits, labels), labels))
+    (expected_gradient,) = torch.autograd.grad(masked_cross_entropy(logits, labels).sum(), points)
+    torch.testing.assert_close(evaluation.gradient, expected_gradient)
+    torch.testing.assert_close(evaluation.score, pixel_accuracy(logits.argmax(1), labels))

@@ -70,8 +70,9 @@ def mix_seed(*parts: int) -> int:
 
 
 def draw_image_seeds(batch_size: int, generator: torch.Generator | None) -> list[int]:
-    """One seed per image from ``generator`` (or the global RNG when None)."""
-    return torch.randint(0, 2**62, (batch_size,), generator=generator).tolist()
+    """One seed per image from ``generator`` (on its own device; the global CPU RNG when None)."""
+    device = generator.device if generator is not None else "cpu"
+    return torch.randint(0, 2**62, (batch_size,), generator=generator, device=device).tolist()
 
 
 def uniform_random_start(images: torch.Tensor, radius: float, seeds: list[int]) -> torch.Tensor:
