@@ -7,11 +7,12 @@
 #      one (PIR-AT): same data, schedule and budget, only model.backbone_init differs;
 #   3. evaluate both with SEA and print a Markdown table (also written to $OUT/table.md).
 # Usage: scripts/demo_pirat.sh [OUT_DIR]   (default outputs/demo_pirat; about 10 min on 2 idle cores)
-# Knobs (environment): PRETRAIN_EPOCHS, TRAIN_EPOCHS, TRAIN_IMAGES, SEA_ITERATIONS, SEA_IMAGES, THREADS.
+# Knobs (environment): PRETRAIN_IMAGES, PRETRAIN_EPOCHS, TRAIN_EPOCHS, TRAIN_IMAGES, SEA_ITERATIONS, SEA_IMAGES, THREADS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${1:-outputs/demo_pirat}
+PRETRAIN_IMAGES=${PRETRAIN_IMAGES:-1024}
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-6}
 TRAIN_EPOCHS=${TRAIN_EPOCHS:-8}
 TRAIN_IMAGES=${TRAIN_IMAGES:-512}
@@ -26,7 +27,7 @@ for init in clean robust; do
   adversarial=null
   [ "$init" = robust ] && adversarial='${robust_preset}'
   [ -f "$OUT/backbone_$init.pt" ] || "$PYTHON" -m robust_seg.pretrain "+run_name=demo_pirat_$init" \
-      epochs="$PRETRAIN_EPOCHS" dataset.synthetic.num_train=1024 "adversarial=$adversarial" threads="$THREADS" \
+      epochs="$PRETRAIN_EPOCHS" dataset.synthetic.num_train="$PRETRAIN_IMAGES" "adversarial=$adversarial" threads="$THREADS" \
       output="$OUT/backbone_$init.pt"
 done
 
