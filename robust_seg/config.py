@@ -79,6 +79,12 @@ class EvaluateConfig:
     batch_size: int = 8
     max_images: Optional[int] = None
     calibration: bool = False
+    """ECE/AECE/CWCE/NLL at every radius (robust_seg/evaluation/calibration.py); one extra forward per batch and radius."""
+    calibration_temperature: Any = None
+    """Post-hoc temperature scaling with ``calibration``: null (none), 'fit' (on the held-out split) or a number."""
+    calibration_holdout_fraction: float = 0.2
+    calibration_holdout_seed: int = 0
+    """The held-out part of the training split that T is fitted on (as CALS' split with seed = this seed)."""
     figure_images: int = 4
     seed: int = 0
     resume: bool = False

@@ -23,6 +23,7 @@ from robust_seg.attacks.registry import resolve_attack
 from robust_seg.data import build_dataset, build_loader
 from robust_seg.data import class_names as dataset_class_names
 from robust_seg.errors import ConfigError
+from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.report import write_reports
 from robust_seg.metrics.apsr import DEFAULT_NU as NU
 from robust_seg.metrics.apsr import complexity_summary, default_eps_grid, norm_summary, not_fooled_curve
@@ -84,6 +85,9 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
     runs = [(None, MINIMAL_NORM_KEY)] if attack.minimal_norm else list(zip(radii, keys))
     fingerprint = {"attack": attack.description, "radii": keys, "dataset": cfg.dataset.name,
                    "images": len(dataset), "batch_size": cfg.batch_size, "model": cfg.model.name}
+    if cfg.calibration:
+        fingerprint["calibration"] = {"temperature": str(cfg.calibration_temperature),
+                                      "holdout": [cfg.calibration_holdout_fraction, cfg.calibration_holdout_seed]}
     state = _load_state(run_dir, cfg.resume, fingerprint)
     if state is None:
         state = {"fingerprint": fingerprint, "next_batch": 0, "seconds": 0.0, "figure": None, "totals": {}}
@@ -91,6 +95,7 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
               for key, comps in state["totals"].items()}
     records = [r for r in read_jsonl(run_dir / BATCHES_FILE) if r["batch"] < state["next_batch"]]
     atomic_write_text(run_dir / BATCHES_FILE, "".join(json.dumps(r) + "\n" for r in records))
+    calibration = EvaluationCalibration.start(cfg, model, device, state.get("calibration"))
     if state["next_batch"]:
         log.info("resuming after batch %d of %d", state["next_batch"], len(loader))
 
@@ -113,6 +118,8 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
                 comp = totals.setdefault(key, {}).setdefault(
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
                 comp.add(outcome.predictions, labels, outcome.accuracy, outcome.extras)
+            if calibration is not None:
+                calibration.update(key, model, result.adv_images, labels)
             record["acc"][key] = {n: [round(100 * a, 4) for a in o.accuracy.tolist()] for n, o in outcomes.items()}
             if figure is not None:
                 count = min(cfg.figure_images, images.shape[0])
@@ -124,6 +131,8 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
         state["seconds"] += time.perf_counter() - started
         state["next_batch"] = batch_index + 1
         state["totals"] = {k: {n: c.state_dict() for n, c in comps.items()} for k, comps in totals.items()}
+        if calibration is not None:
+            state["calibration"] = calibration.state_dict()
         append_jsonl(run_dir / BATCHES_FILE, record)
         atomic_torch_save(run_dir / STATE_FILE, state)
         worst = totals[runs[-1][1]]["worst_case"]
@@ -141,6 +150,8 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
     else:
         results["not_fooled_percentage"] = {key: 100.0 * sum(a < NU for a in results["radii"][key]["worst_case"][
             "per_image"]["apsr"]) / len(dataset) for key in keys}
+    if calibration is not None:
+        results["calibration"] = calibration.summary()
     logger = RunLogger(cfg.logger, run_dir, config=_plain_config(cfg), job_type="evaluate")
     try:
         write_reports(results, run_dir, state["figure"], class_names, logger)

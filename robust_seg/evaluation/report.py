@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from robust_seg.evaluation.calibration import calibration_markdown, write_calibration_reports  # noqa: E402
 from robust_seg.metrics.apsr import save_failure_curves_png  # noqa: E402
 from robust_seg.radii import parse_radius  # noqa: E402
 from robust_seg.reporting.files import atomic_write_json, atomic_write_text  # noqa: E402
@@ -128,12 +129,18 @@ def minimal_norm_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _calibration_section(results: dict) -> str:
+    return "\n" + calibration_markdown(results) if "calibration" in results else ""
+
+
 def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str], logger) -> None:
     atomic_write_json(run_dir / "results.json", results)
+    if "calibration" in results:
+        write_calibration_reports(results, run_dir, logger)
     if "minimal_norm" in results:
         _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
         return
-    markdown = results_markdown(results)
+    markdown = results_markdown(results) + _calibration_section(results)
     atomic_write_text(run_dir / "results.md", markdown)
     plot_robustness_curve(results, run_dir / "robustness_curve.png")
     if figure_data is not None:
@@ -155,7 +162,7 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
 def _write_minimal_norm_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str],
                                 logger) -> None:
     summary = results["minimal_norm"]
-    atomic_write_text(run_dir / "results.md", minimal_norm_markdown(results))
+    atomic_write_text(run_dir / "results.md", minimal_norm_markdown(results) + _calibration_section(results))
     save_failure_curves_png({results["attack"]: summary["curve"]}, str(run_dir / "failure_curve.png"),
                             title=f"{results['model']} / {results['dataset']}")
     if figure_data is not None:

@@ -135,6 +135,18 @@ class CalibrationAccumulator:
             setattr(self, name, getattr(self, name).to(device))
         return self
 
+    def state_dict(self) -> dict:
+        """Plain CPU tensors and numbers (``torch.load(weights_only=True)`` reads them back)."""
+        return {"num_classes": self.num_classes, "num_bins": self.num_bins, "temperature": self.temperature,
+                **{name: getattr(self, name).cpu() for name in self._STATE}}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping) -> "CalibrationAccumulator":
+        accumulator = cls(state["num_classes"], state["num_bins"], state["temperature"])
+        for name in cls._STATE:
+            setattr(accumulator, name, state[name].to(torch.float64).clone())
+        return accumulator
+
     @torch.no_grad()
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         if logits.dim() == 2:
