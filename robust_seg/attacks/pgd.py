@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from robust_seg.attacks.invariants import check_linf_box
 from robust_seg import IGNORE_INDEX
+from robust_seg.attacks.invariants import check_linf_box
 from robust_seg.attacks.losses import get_loss, predicted_classes
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.segmentation import pixel_accuracy
@@ -196,7 +196,7 @@ class Iterate:
 
 
 def attack_result(
-    images: torch.Tensor, labels: torch.Tensor, eps: float, best: Iterate, objective: AttackObjective, **extras
+    images: torch.Tensor, labels: torch.Tensor, eps: float, best: Iterate, objective: AttackObjective
 ) -> AttackResult:
     """Checks the threat model and packs a per-image ``Iterate`` into an ``AttackResult``."""
     check_linf_box(best.adv_images, images, eps)
@@ -205,7 +205,6 @@ def attack_result(
         "loss": best.objective,
         "forwards": torch.full((batch,), objective.forwards, dtype=torch.int64),
         "backwards": torch.full((batch,), objective.backwards, dtype=torch.int64),
-        **extras,
     }
     if objective.targeted:
         extras["target_agreement"] = -best.score
@@ -230,8 +229,8 @@ def pgd(
     """Fixed-step sign-gradient PGD maximising ``loss``; returns the best-objective iterate per image.
 
     The start (the clean image, or a uniform random point of the eps-ball when
-    ``random_start``) counts as iterate 0; iterations 1..T each cost one forward, and all but
-    the last one backward. Iteration-dependent losses see t = 1..T at the gradient that
+    ``random_start``) counts as iterate 0: iterates 0..T-1 cost a forward+backward each and
+    iterate T a forward only. Iteration-dependent losses see t = 1..T at the gradient that
     produces iterate t. For masked losses the "loss" compared is the unmasked tracked
     objective (as in APGD). ``eps == 0`` returns the clean predictions after one forward.
     """
