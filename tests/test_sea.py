@@ -99,3 +99,16 @@ def test_six_loss_variant_and_reproducibility():
     assert torch.equal(first.adv_images, second.adv_images)
     with pytest.raises(ValueError):
         sea(model, images, labels, eps=8 / 255, losses=("js", "js"), iterations=2)
+
+
+def test_all_images_solved_by_the_first_run_skips_every_later_run():
+    model = small_conv_model(seed=4)
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        labels = model(images).argmin(1)  # clean accuracy 0
+    result = sea(model, images, labels, eps=4 / 255, iterations=4, generator=torch.Generator().manual_seed(4))
+    for name in SEA_LOSSES[1:]:
+        assert result.components[name].extras["skipped"].all()
+        assert (result.components[name].extras["backwards"] == 0).all()
+    assert torch.equal(result.adv_images, result.components[SEA_LOSSES[0]].adv_images)
+    assert (result.accuracy == 0).all() and (result.extras["worst_component"] == 0).all()

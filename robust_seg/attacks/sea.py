@@ -89,20 +89,17 @@ def sea(
         ran = unsolved.nonzero().squeeze(1)
         seeds = [mix_seed(base_seed, index, image) for image in ran.tolist()]
         if ran.numel() == 0:
-            run = None
-        else:
-            device_index = ran.to(images.device)
-            run = apgd(
-                model, images[device_index], labels[device_index],
-                eps=eps, loss=name, iterations=iterations, schedule=schedule, image_seeds=seeds,
-            )
-        if run is None:
             component = AttackResult(
                 worst.adv_images, worst.predictions, worst.accuracy,
                 {"skipped": torch.ones(batch, dtype=torch.bool), "loss": torch.full((batch,), float("nan"), dtype=images.dtype),
                  **{key: torch.zeros(batch, dtype=torch.int64) for key in _COUNTERS}},
             )
         else:
+            device_index = ran.to(images.device)
+            run = apgd(
+                model, images[device_index], labels[device_index],
+                eps=eps, loss=name, iterations=iterations, schedule=schedule, image_seeds=seeds,
+            )
             component = _component_for_batch(run, ran, worst, batch)
         components[name] = component
         if worst is None:
