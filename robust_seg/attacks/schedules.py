@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 RED_EPS_FACTORS = (2.0, 1.5, 1.0)
-RED_EPS_FRACTIONS = (0.3, 0.3)
+RED_EPS_TENTHS = (3, 3)
+"""Budget shares of the first two red-eps stages in tenths (integer arithmetic: exact floors)."""
 SCHEDULES = ("const", "red")
 
 
@@ -21,7 +22,7 @@ def radius_schedule(eps: float, iterations: int, schedule: str) -> list[tuple[fl
     if schedule == "const":
         return [(eps, iterations)]
     if schedule == "red":
-        budgets = [int(fraction * iterations) for fraction in RED_EPS_FRACTIONS]
+        budgets = [tenths * iterations // 10 for tenths in RED_EPS_TENTHS]
         budgets.append(iterations - sum(budgets))
         return [(factor * eps, budget) for factor, budget in zip(RED_EPS_FACTORS, budgets) if budget > 0]
     raise ValueError(f"unknown radius schedule {schedule!r}; choose from {SCHEDULES}")
