@@ -17,6 +17,7 @@ from robust_seg.attacks.losses import (
     masked_cross_entropy,
     masked_spherical,
     per_image_mean,
+    predicted_classes,
     spherical,
 )
 
@@ -198,3 +199,11 @@ def test_cossim_weight_exact_when_all_sigmoids_underflow():
     labels = torch.zeros(1, 1, 1, dtype=torch.int64)
     e = np.exp(np.array([0.0, -1.0, -5.0]))  # sigma(u) ~ exp(u) for u << 0
     assert float(cosine_similarity_weight(logits, labels)) == pytest.approx(e[0] / np.linalg.norm(e), rel=1e-5)
+
+
+@pytest.mark.parametrize("classes", [3, 21, 300])
+def test_predicted_classes_equals_argmax_with_first_index_on_ties(classes):
+    torch.manual_seed(classes)
+    logits = torch.randint(-3, 3, (2, classes, 5, 7)).float()  # many ties
+    assert torch.equal(predicted_classes(logits), logits.argmax(1))
+    assert predicted_classes(logits).dtype == torch.int64
