@@ -519,7 +519,7 @@ def _cell_text(cell: CellResult, gaps: dict[str, int], decimals: int) -> str:
     ours = f"gap [{gaps[cell.gap]}]" if cell.gap else _number(cell.value, decimals)
     if cell.published is None:
         return ours
-    difference = "" if cell.difference is None else f", {cell.difference:+.1f}"
+    difference = "" if cell.difference is None else f", {cell.difference:+.{decimals}f}"
     return f"{ours} ({_number(cell.published, decimals)}{difference})"
 
 
