@@ -242,6 +242,8 @@ def test_missing_failed_killed_and_conflicting_runs_become_explained_gaps(tmp_pa
     # A re-run with the same config is the same cell (the newest result is read).
     rerun = _write_run(tmp_path / "6", spec.experiment, Coordinates(column="segpgd_100"), results)
     assert build_table(spec, collect_runs([tmp_path])).cells[0][0].value == 20.0 and rerun.exists()
+    silent = _write_run(tmp_path / "7", spec.experiment, Coordinates(column="segpgd_100"), None)
+    assert "failed or killed before its first batch" in collect_runs([silent])[0].problem
     no_run = build_table(spec, collect_runs([tmp_path / "0"]))
     assert no_run.cells[0][2].gap.startswith("no run with column=segapgd_100")
 

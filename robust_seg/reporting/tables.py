@@ -81,7 +81,7 @@ class Run:
                 row = value
             elif key.lstrip("+") == COLUMNS_OVERRIDE:
                 column = value
-            elif key == LOSS_OVERRIDE:
+            elif key.lstrip("+") == LOSS_OVERRIDE:
                 loss = value
             elif key == "experiment":
                 experiment = value
@@ -104,6 +104,8 @@ def _failure_hint(path: Path) -> str:
             return f"failed: {errors[-1][-160:]}"
     batches = path / "batches.jsonl"
     done = sum(1 for line in batches.read_text().splitlines() if line.endswith("}")) if batches.exists() else 0
+    if not done:
+        return "failed or killed before its first batch; the multirun's console output has the error"
     return f"killed or still running after {done} batch(es)"
 
 
