@@ -50,8 +50,23 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.deterministic = True
 
 
+def export_submitit_environment() -> None:
+    """In a submitit job (Hydra's submitit launchers: SLURM or local) with several tasks and no torchrun
+    variables, export the ``env://`` variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK) that
+    submitit derives from the job: one task per GPU then forms the DDP group as under torchrun."""
+    if "WORLD_SIZE" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ:
+        return
+    from submitit import JobEnvironment
+    from submitit.helpers import TorchDistributedEnvironment
+
+    if JobEnvironment().num_tasks > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def init_distributed(device_name: str) -> Distributed:
-    """Join the process group that torchrun describes in the environment (no-op for a single process)."""
+    """Join the process group that torchrun (or a multi-task submitit job) describes in the environment;
+    no-op for a single process."""
+    export_submitit_environment()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()

@@ -52,3 +52,20 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     # rank 0 alone validated and wrote: one results file, metrics on the full validation split
     assert ddp["final"]["val_miou"] == pytest.approx(single["final"]["val_miou"], abs=1.0)
     assert "robust_acc" in ddp["final"]
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_two_task_ddp_training(tmp_path):
+    """`-m hydra/launcher=submitit_local` (the local stand-in for configs/hydra/launcher/slurm.yaml): two
+    submitit tasks form the DDP group from submitit's environment and train one epoch."""
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    completed = subprocess.run(
+        [sys.executable, "-m", "robust_seg.train", "-m", "hydra/launcher=submitit_local",
+         "hydra.launcher.tasks_per_node=2", *TINY, "dataset.synthetic.num_train=32", "batch_size=8",
+         "schedule.epochs=1", "robust_eval.iterations=0", "runtime.threads=1", "run_name=submitit"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    job_dir = tmp_path / "outputs/train/multirun/submitit/0"
+    assert json.loads((job_dir / "train_results.json").read_text())["epochs"] == 1
+    assert "2 process(es) x micro batch 4 x 1 accumulation step(s) = global batch 8" in \
+        (job_dir / "train.log").read_text()

@@ -47,6 +47,16 @@ def _uses_validation_split(loss: TrainLoss) -> bool:
     return type(loss).accumulate_validation is not TrainLoss.accumulate_validation
 
 
+def training_loss(network, images: torch.Tensor, labels: torch.Tensor, train_loss: TrainLoss,
+                  auxiliary_weight: float) -> torch.Tensor:
+    """The scheme's loss on the main head + ``auxiliary_weight`` x CE on the auxiliary head (Table 5: 0.4)."""
+    logits, auxiliary = network(images, auxiliary=True)
+    loss = train_loss(logits, labels)
+    if auxiliary is not None and auxiliary_weight:
+        loss = loss + auxiliary_weight * F.cross_entropy(auxiliary.float(), labels, ignore_index=IGNORE_INDEX)
+    return loss
+
+
 def _batch_geometry(cfg, world_size: int) -> tuple[int, int]:
     """(micro batch per process, accumulation steps) such that micro * accumulation * world = batch_size."""
     micro = cfg.micro_batch_size or max(cfg.batch_size // world_size, 1)
@@ -100,6 +110,9 @@ def train(cfg, run_dir: str | Path) -> dict:
         raise ConfigError(f"the training split has {len(train_set)} images: fewer than one batch of "
                           f"{cfg.batch_size}; lower batch_size")
 
+    if main:
+        log.info("%d process(es) x micro batch %d x %d accumulation step(s) = global batch %d",
+                 distributed.world_size, micro, accumulation, cfg.batch_size)
     model = build_model(cfg.model, num_classes).to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -146,11 +159,7 @@ def train(cfg, run_dir: str | Path) -> dict:
                     last = micro_step == accumulation - 1
                     sync = nullcontext() if last or not distributed.enabled else network.no_sync()
                     with sync, torch.autocast(device.type, enabled=use_amp):
-                        logits, auxiliary = network(images, auxiliary=True)
-                        loss = train_loss(logits, labels)
-                        if auxiliary is not None and cfg.auxiliary_weight:
-                            loss = loss + cfg.auxiliary_weight * F.cross_entropy(
-                                auxiliary.float(), labels, ignore_index=IGNORE_INDEX)
+                        loss = training_loss(network, images, labels, train_loss, cfg.auxiliary_weight)
                         scaler.scale(loss / accumulation).backward()
                     if not torch.isfinite(loss):
                         raise TrainingDiverged(
