@@ -18,12 +18,25 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return RobustSegError, DatasetError, CheckpointError
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def report_user_errors(job: Callable[[], T]) -> T:
-    """Run ``job``; an input error prints ``error: <one line>`` on stderr and exits with status 2."""
+    """Run ``job``; an input error prints ``error: <one line>`` on stderr and exits with status 2.
+
+    Under ``-m`` the line goes to the job's log and the error is re-raised instead, so that Hydra
+    marks this job failed and still runs the rest of the grid (the sweep fails at its end).
+    """
     try:
         return job()
     except user_error_types() as error:
-        logging.getLogger("robust_seg").debug("user error", exc_info=True)
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if _in_multirun():
+            logging.getLogger("robust_seg").error("error: %s", message)
+            raise
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
