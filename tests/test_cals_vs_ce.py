@@ -58,6 +58,7 @@ def _train_and_evaluate(method: str, tmp_path, epochs: int, train_images: int, v
         loop._uses_validation_split = original
     results = evaluate(compose_config("evaluate", [
         "logger=none", "experiment=cals_synthetic_eval", f"model.checkpoint={model_path}",
+        "calibration_temperature=fit", f"dataset.synthetic.num_train={size}",
         f"dataset.synthetic.num_val={val_images}"]), tmp_path / f"evaluate_{method}")
     return {"method": method, "results": results, "history": history}
 
@@ -79,6 +80,9 @@ def test_comparison_mechanics_on_a_tiny_budget(tmp_path):
         metrics = row["results"]["calibration"]["radii"]["0"]["T=1"]
         assert f"{100 * metrics['ece_dataset']:.2f}" == line.split("|")[4].strip()
         assert 0 <= metrics["ece_dataset"] <= 1 and metrics["num_images"] == 8
+    temperatures = compare.temperature_table(rows).splitlines()
+    assert temperatures[0] == "| Method | Pre-TS | Post-TS (T) |" and len(temperatures) == 4
+    assert all(row["results"]["calibration"]["temperature"] > 0 for row in rows)
 
 
 @pytest.mark.slow

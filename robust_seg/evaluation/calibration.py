@@ -168,8 +168,8 @@ def write_calibration_reports(results: dict, run_dir: Path, logger) -> None:
     for key, entry in calibration["radii"].items():
         for name, metrics in entry.items():
             path = run_dir / reliability_file_name(key, name)
-            plot_reliability_diagram(reliability_bins_of(metrics), path, title=f"{results['model']}: eps {key}, "
-                                     f"T = {metrics['temperature']:.3g}, ECE {100 * metrics['ece_dataset']:.2f}%")
+            plot_reliability_diagram(reliability_bins_of(metrics), path, title=f"eps {key}, T = "
+                                     f"{metrics['temperature']:.3g}: ECE {100 * metrics['ece_dataset']:.2f}%")
             logger.image(f"reliability@{key}" + ("/ts" if name == SCALED else ""), path)
             rows.append([key, metrics["temperature"]] + [metrics[f"{m}_{c}"] for c in CONVENTIONS for m in METRICS])
     logger.table("calibration", ["eps", "T"] + [f"{m}_{c}" for c in CONVENTIONS for m in METRICS], rows)
