@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from robust_seg.models.checkpoints import CheckpointError, load_matching, read_state_dict
+from robust_seg.models.checkpoints import CheckpointError, load_matching, read_state_dict, segmentation_state
 from robust_seg.models.wrapper import SegmentationModel
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,14 @@ def build_model(cfg, num_classes: int) -> SegmentationModel:
         load_backbone(model, sources[cfg.backbone_init], cfg.backbone_format)
         log.info("backbone initialised from %s (%s)", sources[cfg.backbone_init], cfg.backbone_init)
     if cfg.checkpoint:
-        load_segmentation_checkpoint(model, cfg.checkpoint)
+        load_segmentation_checkpoint(model, cfg.checkpoint, getattr(cfg, "checkpoint_format", "auto"))
     if cfg.sync_bn and torch.distributed.is_available() and torch.distributed.is_initialized():
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
 
-def load_segmentation_checkpoint(model: SegmentationModel, location: str) -> None:
-    """Load whole-model weights saved by this project (``SegmentationModel.state_dict()``)."""
-    load_matching(model, read_state_dict(location), f"checkpoint {location}")
+def load_segmentation_checkpoint(model: SegmentationModel, location: str, checkpoint_format: str = "auto") -> None:
+    """Load whole-model weights strictly: saved by this project (``SegmentationModel.state_dict()``) or a whole
+    MMSeg segmentor from the MMSeg model zoo (``checkpoint_format``, see ``checkpoints.segmentation_state``)."""
+    what = f"checkpoint {location}"
+    load_matching(model, segmentation_state(read_state_dict(location), checkpoint_format, what), what)

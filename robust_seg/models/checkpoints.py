@@ -40,6 +40,29 @@ def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> 
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
+SEGMENTOR_PREFIX = "segmentor."
+CHECKPOINT_FORMATS = ("auto", "project", "mmseg")
+"""Layouts of whole-model checkpoints: see :func:`segmentation_state`."""
+
+
+def segmentation_state(state: Mapping[str, torch.Tensor], checkpoint_format: str, what: str) -> dict[str, torch.Tensor]:
+    """A whole-model state dict in the layout of ``SegmentationModel.state_dict()`` (keys ``segmentor.*``).
+
+    ``project``: saved by this project, used as it is. ``mmseg``: a whole MMSeg segmentor (the MMSeg model
+    zoo's ``EncoderDecoder`` checkpoints: ``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``; the
+    ``state_dict`` / ``meta`` wrapper is removed by :func:`read_state_dict`), prefixed with ``segmentor.``.
+    ``auto``: ``project`` when any key starts with ``segmentor.``, else ``mmseg``.
+    """
+    if checkpoint_format not in CHECKPOINT_FORMATS:
+        raise CheckpointError(f"unknown checkpoint_format '{checkpoint_format}' for {what} "
+                              f"(choose from {', '.join(CHECKPOINT_FORMATS)})")
+    if checkpoint_format == "auto":
+        checkpoint_format = "project" if any(k.startswith(SEGMENTOR_PREFIX) for k in state) else "mmseg"
+    if checkpoint_format == "project":
+        return dict(state)
+    return {SEGMENTOR_PREFIX + k: v for k, v in state.items()}
+
+
 def _summarise(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown

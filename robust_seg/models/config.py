@@ -23,6 +23,10 @@ class ModelConfig:
         (``none`` = random; ``clean``/``robust`` = ImageNet classifiers, PIR-AT uses ``robust``).
     backbone_format: key layout of those checkpoints (see ``robust_seg.models.convert.CONVERTERS``).
     checkpoint: weights of the whole segmentation model (local path or URL), loaded last.
+    checkpoint_format: key layout of ``checkpoint`` (``robust_seg.models.checkpoints.CHECKPOINT_FORMATS``):
+        ``project`` = this project's ``SegmentationModel.state_dict()`` (keys ``segmentor.*``), ``mmseg`` =
+        a whole MMSeg segmentor as in the MMSeg model zoo (keys ``backbone.*``, ``decode_head.*``,
+        ``auxiliary_head.*``), ``auto`` = whichever of the two the keys show.
     """
 
     name: str = "???"
@@ -33,5 +37,6 @@ class ModelConfig:
     backbone_checkpoints: dict[str, Optional[str]] = field(default_factory=dict)
     backbone_format: str = "mmseg"
     checkpoint: Optional[str] = None
+    checkpoint_format: str = "auto"
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     sync_bn: bool = False
