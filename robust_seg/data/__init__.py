@@ -1,4 +1,4 @@
-"""Datasets (synthetic, PASCAL-VOC + SBD, ADE20K), Table 5 transforms and deterministic loaders.
+"""Datasets (synthetic, PASCAL-VOC + SBD, ADE20K, Cityscapes), Table 5 transforms and deterministic loaders.
 
 Public API::
 
@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from robust_seg.data.ade20k import ADE20K_CLASSES, ade20k_files
 from robust_seg.data.base import FileSegmentationDataset, SegmentationDataset
+from robust_seg.data.cityscapes import CITYSCAPES_CLASSES, cityscapes_files
 from robust_seg.data.config import DatasetConfig, SyntheticConfig, as_dataset_config
 from robust_seg.data.errors import DatasetError, DatasetNotFoundError
 from robust_seg.data.loaders import build_loader, set_epoch
@@ -24,7 +25,8 @@ from robust_seg.data.voc import VOC_CLASSES, voc_files
 __all__ = ["DatasetConfig", "SyntheticConfig", "DatasetError", "DatasetNotFoundError", "SegmentationDataset",
            "as_dataset_config", "build_dataset", "build_loader", "class_names", "set_epoch"]
 
-_FILE_LISTS = {"pascal_voc": (voc_files, VOC_CLASSES), "ade20k": (ade20k_files, ADE20K_CLASSES)}
+_FILE_LISTS = {"pascal_voc": (voc_files, VOC_CLASSES), "ade20k": (ade20k_files, ADE20K_CLASSES),
+               "cityscapes": (cityscapes_files, CITYSCAPES_CLASSES)}
 
 
 def class_names(cfg: Any) -> list[str]:

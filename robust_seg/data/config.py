@@ -14,7 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from robust_seg.data.errors import DatasetError
 
-DATASET_NAMES = ("synthetic", "pascal_voc", "ade20k")
+DATASET_NAMES = ("synthetic", "pascal_voc", "ade20k", "cityscapes")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class DatasetConfig:
     """Schema of ``cfg.dataset``.
 
     Attributes:
-        name: ``synthetic``, ``pascal_voc`` or ``ade20k``.
+        name: ``synthetic``, ``pascal_voc``, ``ade20k`` or ``cityscapes``.
         root: dataset directory (``VOCdevkit/VOC2012`` or ``ADEChallengeData2016``);
             unused by ``synthetic``.
         num_classes: K, including the background class (VOC 21, ADE20K 151 as in the
