@@ -11,7 +11,9 @@ This script times, on one batch of the synthetic data and the model of the train
 and prints median(AT step) / ((k + 1) x median(clean step)) per k. Steps alternate between the two kinds
 so that machine load affects both alike; medians over ``--repeats``.
 
-    .venv/bin/python scripts/benchmark_training.py [--batch 16] [--steps 2 5] [--repeats 15] [overrides...]
+    .venv/bin/python scripts/benchmark_training.py [--batch 16] [--steps 2 5] [--repeats 15] [--threads 1] [overrides...]
+
+One thread by default: on a shared CPU, two threads per process make both timings swing by 2-4x.
 
 Extra arguments are Hydra overrides of configs/train.yaml (default model: small_upernet_convnext, 64x64).
 """
@@ -34,7 +36,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, nargs="+", default=[2, 5])
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

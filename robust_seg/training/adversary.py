@@ -11,6 +11,11 @@ def adversarial_examples(model, images: torch.Tensor, labels: torch.Tensor, cfg)
 
     As the paper's code: the examples are generated with the model in eval mode
     (batch-norm statistics frozen), and only adversarial inputs are used for training.
+    Choice: the project's ``pgd`` returns the highest-CE iterate per image (the start counts),
+    which costs one forward without backward after the last step; with CE and fixed steps this
+    is almost always the last iterate. Cost per batch: k + 1 forwards and k input-gradient
+    backwards (``scripts/benchmark_training.py`` compares it with k + 1 clean training steps).
+    Classifiers returning (B, K, 1, 1) logits with (B, 1, 1) labels work too (pre-training).
     """
     from robust_seg.attacks.pgd import pgd
 
