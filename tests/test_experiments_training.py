@@ -82,8 +82,7 @@ def test_row_instantiates_model_optimizer_and_schedule(row):
     dataset, model, scheme, steps, epochs = row
     cfg = compose_config("train", [f"experiment=train_{dataset}_{model}_{scheme}_{steps}step_{epochs}ep"])
     network = _built(model, dataset)
-    logits = network.segmentor.decode_head.conv_seg
-    assert logits.out_channels == cfg.dataset.num_classes
+    assert network.num_classes == network.segmentor.decode_head.num_classes == cfg.dataset.num_classes
     optimizer = build_optimizer(cfg.optimizer, network)
     encoder, decoder = optimizer.param_groups
     assert decoder["lr"] == pytest.approx(encoder["lr"] * cfg.optimizer.decoder_lr_ratio)
