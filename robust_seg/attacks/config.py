@@ -14,10 +14,14 @@ class AttackConfig:
         robust-at-eps curves.
     options: keyword arguments of the attack function (checked against its signature).
     seed: base seed of the attack's random starts.
+    target: None (untargeted) or the target map of a targeted attack, e.g. ``{kind: class, class_index: 0}``
+        or ``{kind: map, path: target.png}`` (``robust_seg.attacks.targets``; only attacks that take
+        ``target_labels``).
     """
 
     name: str = "none"
     eps: Any = field(default_factory=lambda: [0.0])
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    target: Any = None
     note: Optional[str] = None

@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 
 from robust_seg.attacks.clean import clean
 from robust_seg.attacks.result import AttackResult
+from robust_seg.attacks.targets import TargetMap, parse_target
 from robust_seg.errors import ConfigError
+from robust_seg.metrics.apsr import apsr
 
 # name -> "module:function"; imported on first use.
 ATTACKS: dict[str, str] = {
@@ -43,13 +45,25 @@ def _seed(parts: tuple[int, ...]) -> int:
     return value
 
 
+def _with_target_apsr(result: AttackResult, labels: torch.Tensor, target_labels: torch.Tensor) -> AttackResult:
+    """``result`` (and its components) with extras['apsr'] = agreement with the target map (eq. 5.19, targeted)."""
+    components = {name: _with_target_apsr(component, labels, target_labels)
+                  for name, component in result.components.items()}
+    extras = {**result.extras, "apsr": apsr(result.predictions, labels, target_labels)}
+    return AttackResult(result.adv_images, result.predictions, result.accuracy, extras, components)
+
+
 @dataclass(frozen=True)
 class ResolvedAttack:
-    """An attack function with its checked options; ``run`` is what the evaluation driver calls."""
+    """An attack function with its checked options; ``run`` is what the evaluation driver calls.
+
+    target: the ``attack.target`` of a targeted attack (``robust_seg.attacks.targets``), None = untargeted.
+    """
 
     name: str
     function: Callable
     options: dict[str, Any] = field(default_factory=dict)
+    target: TargetMap | None = None
 
     @property
     def minimal_norm(self) -> bool:
@@ -57,7 +71,8 @@ class ResolvedAttack:
 
     @property
     def description(self) -> str:
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        shown = ", ".join([f"{k}={v}" for k, v in sorted(self.options.items())]
+                          + ([f"target={self.target.description}"] if self.target is not None else []))
         return f"{self.name}({shown})" if shown else self.name
 
     def check_radii(self, radii: list[float]) -> None:
@@ -74,10 +89,19 @@ class ResolvedAttack:
 
     def run(self, model, images: torch.Tensor, labels: torch.Tensor, *, eps: float | None,
             seed: tuple[int, ...] = (0,)) -> AttackResult:
+        """Run on one batch. Targeted (``self.target``): the batch's target map goes to the attack with
+        ``targeted=True``; accuracy stays w.r.t. ``labels`` and extras['apsr'] is the agreement with the target."""
+        if self.target is None:
+            return self._run(model, images, labels, eps, seed, {})
+        target_labels = self.target.labels_for(labels, getattr(model, "num_classes", None))
+        result = self._run(model, images, labels, eps, seed, {"targeted": True, "target_labels": target_labels})
+        return _with_target_apsr(result, labels, target_labels)
+
+    def _run(self, model, images, labels, eps, seed, targeting: dict) -> AttackResult:
         if eps == 0 and not self.minimal_norm:
             return clean(model, images, labels)
         parameters = inspect.signature(self.function).parameters
-        kwargs = dict(self.options)
+        kwargs = {**self.options, **targeting}
         if "generator" in parameters:
             kwargs["generator"] = torch.Generator(device=images.device).manual_seed(_seed(seed))
         elif "seed" in parameters:
@@ -99,7 +123,12 @@ def resolve_attack(cfg) -> ResolvedAttack:
     options = OmegaConf.to_container(cfg.options, resolve=True) if OmegaConf.is_config(cfg.options) \
         else dict(cfg.options)
     parameters = inspect.signature(function).parameters
-    reserved = {"model", "images", "labels", "eps", "generator", "seed"}
+    target = parse_target(getattr(cfg, "target", None))
+    if target is not None and "target_labels" not in parameters:
+        targetable = sorted(name for name, path in ATTACKS.items()
+                            if "target_labels" in inspect.signature(_import(path)).parameters)
+        raise ConfigError(f"attack.target: {cfg.name} has no targeted mode (targeted attacks: {', '.join(targetable)})")
+    reserved = {"model", "images", "labels", "eps", "generator", "seed", "targeted", "target_labels"}
     for key, value in options.items():
         if key not in parameters or key in reserved:
             known = ", ".join(p for p in parameters if p not in reserved)
@@ -109,4 +138,4 @@ def resolve_attack(cfg) -> ResolvedAttack:
                 isinstance(default, (int, float)) and not isinstance(default, bool) and \
                 not isinstance(value, (int, float)) and value is not None and not isinstance(value, str):
             raise ConfigError(f"attack.options.{key}: expected a {type(default).__name__}, got {value!r}")
-    return ResolvedAttack(cfg.name, function, options)
+    return ResolvedAttack(cfg.name, function, options, target)
