@@ -136,7 +136,8 @@ def test_majority_label_map_closed_form():
     c = torch.tensor([[1, 2], [IGNORE_INDEX, IGNORE_INDEX]])
     majority = majority_label_map([torch.stack([a, b]), c], num_classes=3)
     assert torch.equal(majority, torch.tensor([[0, 2], [2, IGNORE_INDEX]]))
-    assert torch.equal(majority_label_map([a, c], 3)[0], torch.tensor([0, 1]))  # ties -> lowest class
+    assert torch.equal(majority_label_map([a, c], 3), torch.tensor([[0, 1], [2, IGNORE_INDEX]]))  # ties: lowest
+    assert torch.equal(majority_label_map([c, c, a], 3)[1], torch.tensor([IGNORE_INDEX, IGNORE_INDEX]))
 
 
 def test_box_sums_match_brute_force_and_mode_filter_removes_speckles():

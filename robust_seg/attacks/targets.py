@@ -108,19 +108,22 @@ def write_label_map(label_map: torch.Tensor, path: str | Path) -> None:
 def majority_label_map(labels: Iterable[torch.Tensor], num_classes: int) -> torch.Tensor:
     """Per-pixel majority label (mode) over label maps of one size (thesis Sec. 5.5.4, Fig. A IV-1 top).
 
-    ``labels``: (H, W) or (B, H, W) int64 tensors (255 = unlabelled, not counted). Ties go to the lowest class
-    index; pixels never labelled get 255.
+    ``labels``: (H, W) or (B, H, W) int64 tensors. Unlabelled (255) is a candidate of its own, as in the thesis'
+    Fig. A IV-1 where "no label" is part of the majority map (e.g. Cityscapes' ego-vehicle area): a pixel
+    unlabelled in most images gets 255 (no target). Ties go to the lowest class index, 255 last.
     """
     counts = None
     for batch in labels:
         batch = batch.reshape(-1, *batch.shape[-2:])
-        one_hot = F.one_hot(batch.clamp_max(num_classes), num_classes + 1)[..., :num_classes]  # 255 -> dropped
-        batch_counts = one_hot.sum(0, dtype=torch.int64).permute(2, 0, 1)
-        counts = batch_counts if counts is None else counts + batch_counts
+        if counts is None:
+            counts = torch.zeros(num_classes + 1, batch[0].numel(), dtype=torch.int64)  # row K: unlabelled
+        pixels = torch.arange(counts.shape[1]).expand(batch.shape[0], -1).reshape(-1)
+        counts.index_put_((batch.clamp_max(num_classes).reshape(-1), pixels), torch.ones((), dtype=torch.int64),
+                          accumulate=True)
     if counts is None:
         raise ValueError("majority_label_map needs at least one label map")
-    majority = counts.argmax(0)
-    return torch.where(counts.sum(0) > 0, majority, torch.full_like(majority, IGNORE_INDEX))
+    majority = counts.argmax(0).reshape(batch.shape[-2:])
+    return torch.where(majority == num_classes, torch.full_like(majority, IGNORE_INDEX), majority)
 
 
 def _box_sums(values: torch.Tensor, window: int) -> torch.Tensor:
