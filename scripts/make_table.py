@@ -4,7 +4,7 @@
 
 TABLE is a short name (table1 table2 table3 table4 table7 table8 table9 figure2 thesis_5.1 thesis_5.2
 thesis_6.2) or the experiment config's name; RUN_DIR is a multirun directory or a job directory (several
-may be given). Missing or failed jobs show as numbered gaps with the reason. See docs/reproducing.md.
+may be given). Missing or failed jobs show as numbered gaps with the reason. See README.md, "Reproducing the papers".
 """
 from __future__ import annotations
 

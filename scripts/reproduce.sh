@@ -7,7 +7,7 @@
 #
 # TABLE: table1 table2 table3 table4 table7 table8 table9 figure2 thesis_5.1 thesis_5.2 thesis_6.2
 #
-# Needs (full scale; docs/reproducing.md lists them per table):
+# Needs (full scale; README.md, "Reproducing the papers" lists them per table):
 #   ROBUST_SEG_DATA         datasets root (VOCdevkit/VOC2012, ADEChallengeData2016; default ./data)
 #   ROBUST_SEG_OUTPUTS      where the training runs exported their models (default ./outputs):
 #                           $ROBUST_SEG_OUTPUTS/train/train_<row>/model.pt from
