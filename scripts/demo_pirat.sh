@@ -6,7 +6,7 @@
 #   2. train small_upernet_convnext with 2-step AT from the clean backbone (AT) and from the robust
 #      one (PIR-AT): same data, schedule and budget, only model.backbone_init differs;
 #   3. evaluate both with SEA and print a Markdown table (also written to $OUT/table.md).
-# Usage: scripts/demo_pirat.sh [OUT_DIR]   (default outputs/demo_pirat; 17 min measured on 2 shared cores)
+# Usage: scripts/demo_pirat.sh [OUT_DIR]   (default outputs/demo_pirat; 12.5 min measured on 2 shared cores)
 # Knobs (environment): PRETRAIN_IMAGES, PRETRAIN_EPOCHS, TRAIN_EPOCHS, TRAIN_IMAGES, SEA_ITERATIONS, SEA_IMAGES, THREADS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${1:-outputs/demo_pirat}
 NAME=$(basename "$OUT")  # prefix of the run names under outputs/{pretrain,train,evaluate}
 PRETRAIN_IMAGES=${PRETRAIN_IMAGES:-2048}
-PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-10}
+PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-20}
 TRAIN_EPOCHS=${TRAIN_EPOCHS:-6}
 TRAIN_IMAGES=${TRAIN_IMAGES:-512}
 SEA_ITERATIONS=${SEA_ITERATIONS:-20}
