@@ -134,8 +134,9 @@ def test_temperature_is_fitted_on_the_held_out_part_of_the_training_split():
     assert fit_temperature(other_logits, torch.stack([s["label"] for s in others])) != pytest.approx(fitted, rel=1e-3)
 
 
-EVALUATE = [*TINY, "attack=apgd", "attack.eps=[0,4/255]", "attack.options.iterations=3", "max_images=6",
-            "batch_size=3", "calibration=true", "calibration_temperature=fit", "runtime.threads=2"]
+EVALUATE = [*TINY, "dataset.synthetic.num_train=20", "attack=pgd", "attack.eps=[0,4/255]",
+            "attack.options.iterations=2", "attack.options.step_size=0.01", "max_images=6", "batch_size=3",
+            "calibration=true", "calibration_temperature=fit", "runtime.threads=2", "figure_images=1"]
 
 
 def _checkpoint(tmp_path):

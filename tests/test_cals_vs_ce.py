@@ -53,7 +53,7 @@ def _train_and_evaluate(method: str, tmp_path, epochs: int, train_images: int, v
         history = train(compose_config("train", [
             "logger=none", "experiment=cals_synthetic", f"scheme={method}", f"dataset.synthetic.num_train={size}",
             f"dataset.synthetic.num_val={val_images}", f"schedule.epochs={epochs}", f"export_path={model_path}",
-            "eval_every=1000"]), tmp_path / f"train_{method}")["history"]
+        ]), tmp_path / f"train_{method}")["history"]
     finally:
         loop._uses_validation_split = original
     results = evaluate(compose_config("evaluate", [
