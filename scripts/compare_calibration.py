@@ -10,17 +10,16 @@ thesis' protocol (Appendix V.2): every loss trains on the same images -- the sam
 ``train_images / 0.8`` images -- for the same epochs, batch size, schedule and data order; the 20% held out
 (``split_train_validation``, seed 0) serve the CALS losses for their multipliers and nobody for training.
 
-The training loop holds images out only for the CALS losses (``loop._uses_validation_split``); a baseline would
-then train on all ``train_images / 0.8`` images, i.e. on other images than CALS, and that difference in data
-(measured: 6.8 points of accuracy) swamps the effect of the losses. Until the loop has an option to hold the
-split out for every scheme, the training worker of this script patches that predicate to hold out for every
-loss (`hold_out_for_every_loss`); the baselines' validation hooks are no-ops, so nothing else changes.
+By default the training loop holds images out only for the CALS losses; a baseline would then train on all
+``train_images / 0.8`` images, i.e. on other images than CALS, and that difference in data (measured: 6.8
+points of accuracy) swamps the effect of the losses. The script therefore trains every loss with
+``scheme.hold_out_validation=true``.
 
 Every model is evaluated clean and under APGD with the calibration metrics, and with post-hoc temperature
 scaling fitted on the held-out images (valid here: no loss trained on them); the tables are printed and written to
 ``--out``/table.md.
 
-Training runs in a worker subprocess (``--train-worker``: the training loop in-process with the patch), the
+Training runs in a worker subprocess (``--train-worker``: the training loop in-process), the
 evaluation through the real entry point (``python -m robust_seg.evaluate``); a method whose exported model
 exists in ``--out`` is not retrained (rerun to finish an interrupted comparison).
 """
@@ -46,11 +45,8 @@ def training_split_size(train_images: int) -> int:
     return round(train_images / (1 - VALIDATION_FRACTION))
 
 
-def hold_out_for_every_loss() -> None:
-    """Make the training loop hold the validation split out for every loss, not only the CALS ones (module doc)."""
-    from robust_seg.training import loop
-
-    loop._uses_validation_split = lambda loss: True
+HOLD_OUT = "scheme.hold_out_validation=true"
+"""Every loss trains on the same images (module doc)."""
 
 
 def train_worker(overrides: list[str], run_dir: str) -> None:
@@ -61,7 +57,6 @@ def train_worker(overrides: list[str], run_dir: str) -> None:
     from robust_seg.training import train
 
     register_configs()
-    hold_out_for_every_loss()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     train(cfg, run_dir)
@@ -87,7 +82,7 @@ def train_and_evaluate(method: str, args) -> dict:
     seconds = {}
     if not model_path.exists():
         seconds["train"] = run([__file__, "--train-worker", str(out / "train"), "logger=none",
-                                "experiment=cals_synthetic", f"scheme={method}",
+                                "experiment=cals_synthetic", f"scheme={method}", HOLD_OUT,
                                 f"dataset.synthetic.num_train={training_split_size(args.train_images)}",
                                 f"schedule.epochs={args.epochs}", f"export_path={model_path}", *common],
                                out / "train.log")

@@ -24,15 +24,14 @@ def test_the_training_split_leaves_the_requested_number_of_training_images(train
     assert len(trained) == train_images and len(held_out) > 0
 
 
-def test_every_loss_holds_the_validation_split_out_in_the_comparison(monkeypatch):
+def test_every_loss_trains_on_the_same_images_when_held_out():
     from robust_seg.training import loop
     from robust_seg.training.losses import build_train_loss
 
-    ce = build_train_loss("ce", 6)
-    assert not loop._uses_validation_split(ce)  # the loop's own rule: CALS losses only
-    monkeypatch.setattr(loop, "_uses_validation_split", loop._uses_validation_split)
-    compare.hold_out_for_every_loss()
-    assert loop._uses_validation_split(ce)
+    assert not loop._uses_validation_split(build_train_loss("ce", 6))  # by default only CALS holds images out
+    assert loop._uses_validation_split(build_train_loss("cals_alm", 6))
+    cfg = compose_config("train", ["experiment=cals_synthetic", "scheme=ce", compare.HOLD_OUT])
+    assert cfg.scheme.hold_out_validation is True
 
 
 def test_scheme_ce_is_clean_training_with_cross_entropy():
@@ -43,19 +42,15 @@ def test_scheme_ce_is_clean_training_with_cross_entropy():
 def _train_and_evaluate(method: str, tmp_path, epochs: int, train_images: int, val_images: int):
     """As the script: every loss trains on the same images (the validation split held out for all)."""
     from robust_seg.evaluation import evaluate
-    from robust_seg.training import loop, train
+    from robust_seg.training import train
 
     model_path = tmp_path / f"{method}.pt"
     size = compare.training_split_size(train_images)
-    original = loop._uses_validation_split
-    compare.hold_out_for_every_loss()
-    try:
-        history = train(compose_config("train", [
-            "logger=none", "experiment=cals_synthetic", f"scheme={method}", f"dataset.synthetic.num_train={size}",
-            f"dataset.synthetic.num_val={val_images}", f"schedule.epochs={epochs}", f"export_path={model_path}",
-        ]), tmp_path / f"train_{method}")["history"]
-    finally:
-        loop._uses_validation_split = original
+    history = train(compose_config("train", [
+        "logger=none", "experiment=cals_synthetic", f"scheme={method}", compare.HOLD_OUT,
+        f"dataset.synthetic.num_train={size}", f"dataset.synthetic.num_val={val_images}",
+        f"schedule.epochs={epochs}", f"export_path={model_path}",
+    ]), tmp_path / f"train_{method}")["history"]
     results = evaluate(compose_config("evaluate", [
         "logger=none", "experiment=cals_synthetic_eval", f"model.checkpoint={model_path}",
         "calibration_temperature=fit", f"dataset.synthetic.num_train={size}",

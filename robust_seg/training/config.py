@@ -29,6 +29,10 @@ class SchemeConfig:
     adversarial: Optional[AdversarialConfig] = None
     loss: dict[str, Any] = field(default_factory=lambda: {"name": "ce"})
     validation_fraction: float = 0.2
+    hold_out_validation: Optional[bool] = None
+    """Train without the held-out ``validation_fraction`` of the training split. None: only when the loss
+    needs it (CALS multipliers, thesis App. V); true for every loss, so that an equal-budget comparison
+    trains every loss on the same images."""
 
 
 @dataclass

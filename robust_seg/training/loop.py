@@ -92,12 +92,17 @@ def train(cfg, run_dir: str | Path) -> dict:
 
     train_set = build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=True)
     multiplier_set = None
-    if _uses_validation_split(train_loss):
+    hold_out = cfg.scheme.hold_out_validation
+    if _uses_validation_split(train_loss) or hold_out:
+        if hold_out is False:
+            raise ConfigError(f"scheme.hold_out_validation=false, but the {loss_name} loss needs the held-out "
+                              "split for its multipliers")
         from robust_seg.training.cals import split_train_validation
 
         train_ids, held_out = split_train_validation(len(train_set), cfg.scheme.validation_fraction, cfg.seed)
-        multiplier_set = torch.utils.data.Subset(
-            build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=False), held_out)
+        if _uses_validation_split(train_loss):
+            multiplier_set = torch.utils.data.Subset(
+                build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=False), held_out)
         train_set = torch.utils.data.Subset(train_set, train_ids)
     val_set = build_dataset(cfg.dataset, split=cfg.dataset.val_split, train=False)
     micro, accumulation = _batch_geometry(cfg, distributed.world_size)

@@ -1,0 +1,112 @@
+"""Acceptance checks of the attacks on the shipped small model (SEA paper Sec. 2; thesis Table 5.1 layout).
+
+The numbers each test measures are printed (pytest -s) so they can be reported.
+"""
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from robust_seg.attacks import apgd, check_linf_box, paper_step_size, pgd, sea
+from robust_seg.data import build_dataset
+from robust_seg.models.embedded import ROOT, load_embedded_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_embedded_model()
+
+
+@pytest.fixture(scope="module")
+def clean_model():
+    return load_embedded_model("clean")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    cfg = OmegaConf.load(ROOT / "configs" / "dataset" / "synthetic.yaml")
+    dataset = build_dataset(cfg, split="val", train=False)
+    items = [dataset[i] for i in range(8)]
+    return torch.stack([i["image"] for i in items]), torch.stack([i["label"] for i in items])
+
+
+def test_sea_accuracy_decreases_with_radius_and_is_the_worst_case(model, batch):
+    images, labels = batch
+    accuracies = []
+    for eps in (0.0, 4 / 255, 8 / 255, 12 / 255):
+        if eps == 0:
+            accuracies.append(float((model(images).argmax(1) == labels)[labels != 255].float().mean()))
+            continue
+        result = sea(model, images, labels, eps=eps, iterations=20, generator=torch.Generator().manual_seed(0))
+        check_linf_box(result.adv_images, images, eps)
+        for name, component in result.components.items():
+            assert torch.all(result.accuracy <= component.accuracy + 1e-12), name
+        accuracies.append(float(result.accuracy.mean()))
+    print("SEA ACC at 0, 4, 8, 12 /255:", [round(100 * a, 1) for a in accuracies])
+    assert all(a > b for a, b in zip(accuracies, accuracies[1:]))
+
+
+def test_apgd_beats_pgd_at_equal_iterations(model, batch):
+    """SEA paper Table 7: SegPGD's loss (Bal-CE) optimised by APGD vs by PGD with the paper's step size."""
+    images, labels = batch
+    eps, iterations = 12 / 255, 100
+    strong = apgd(model, images, labels, eps=eps, loss="bal_ce", iterations=iterations, schedule="const",
+                  generator=torch.Generator().manual_seed(0))
+    weak = pgd(model, images, labels, eps=eps, loss="bal_ce", iterations=iterations,
+               step_size=paper_step_size(eps, iterations))
+    print(f"ACC at 12/255, Bal-CE, {iterations} iterations: APGD {100 * strong.accuracy.mean():.1f}, "
+          f"PGD {100 * weak.accuracy.mean():.1f}")
+    assert strong.accuracy.mean() < weak.accuracy.mean()
+
+
+def test_red_eps_matches_const_eps_on_average(model, batch):
+    """Figure 2's comparison at an equal budget. On this small synthetic model red-eps does NOT beat
+    const-eps as in the paper: it is within about one point, mostly slightly weaker (at 300 iterations
+    on 16 images: Mask-CE 8/255 72.5 vs 71.9, 12/255 54.2 vs 52.6; JS 70.6 vs 70.2, 51.7 vs 51.5).
+    This guards the schedule (stage hand-over, final-radius selection) against regressions that would
+    open a larger gap; it does not claim the paper's finding for this model."""
+    images, labels = batch
+    gaps = []
+    for loss in ("mask_ce", "js"):
+        for eps in (8 / 255, 12 / 255):
+            runs = {schedule: apgd(model, images, labels, eps=eps, loss=loss, iterations=60, schedule=schedule,
+                                   generator=torch.Generator().manual_seed(1)).accuracy.mean().item()
+                    for schedule in ("red", "const")}
+            print(f"{loss} eps {eps * 255:.0f}/255: red {100 * runs['red']:.1f} const {100 * runs['const']:.1f}")
+            gaps.append(runs["const"] - runs["red"])
+    assert sum(gaps) / len(gaps) >= -0.02
+
+
+def test_alma_prox_finds_smaller_norms_than_dag_and_the_binary_search_baselines(clean_model, batch):
+    """Thesis Table 5.1 on the shipped clean model: median ||delta||_inf x 255 (failures count as 255).
+
+    The clean twin, as in Table 5.1: on the adversarially trained default ALMA prox's default budget
+    does not reach APSR >= 99% (the SEA paper's App. C.4 observes the same on robust models).
+    Minimal norms on the synthetic task are ~30/255 instead of ~1/255 on natural images, so ALMA prox's
+    step size (Sec. 5.5.5.3: 1e-3 -> 1e-4, set for the latter) is scaled x3 to fit 500 iterations;
+    the other attacks keep their defaults (DAG, binary searches are scale-free or search the radius).
+    """
+    model = clean_model
+    from robust_seg.attacks.minimal_norm import (alma_prox, dag, ifgsm_binary_search, mifgsm_binary_search,
+                                                 pgd_binary_search)
+    from robust_seg.metrics.apsr import norm_summary
+
+    images, labels = batch[0][:4], batch[1][:4]
+    attacks = {
+        "ALMA prox": lambda: alma_prox(model, images, labels, step_size_init=3e-3, step_size_final=3e-4),
+        "DAG": lambda: dag(model, images, labels),
+        "I-FGSM 13x20": lambda: ifgsm_binary_search(model, images, labels),
+        "MI-FGSM 13x20": lambda: mifgsm_binary_search(model, images, labels),
+        "PGD-CE 13x40": lambda: pgd_binary_search(model, images, labels, loss="ce", iterations=40),
+        "PGD-DLR 13x4x10": lambda: pgd_binary_search(model, images, labels, loss="dlr", iterations=10, restarts=4),
+    }
+    medians = {}
+    for name, attack in attacks.items():
+        result = attack()
+        assert float(result.adv_images.min()) >= 0 and float(result.adv_images.max()) <= 1
+        check_linf_box(result.adv_images, images, result.extras["norm"])
+        summary = norm_summary(result.extras["norm"], result.extras["success"])
+        medians[name] = summary["median_x255"]
+        print(f"{name:16s} median {summary['median_x255']:7.2f}  mean {summary['mean_x255']:7.2f}  "
+              f"success {summary['success_rate']:.2f}")
+    for name, median in medians.items():
+        assert medians["ALMA prox"] <= median + 1e-9, (name, medians)
