@@ -71,8 +71,10 @@ def build_loader(dataset: Dataset, batch_size: int, train: bool, seed: int, num_
     if train and len(sampler) < batch_size:
         raise DatasetError(f"training epoch has {len(sampler)} samples per process, fewer than batch_size "
                            f"{batch_size}: no full batch")
+    # An own generator: iterating a DataLoader draws its workers' base seed from it, and drawing from the
+    # global RNG would make an evaluation pass shift the randomness of the training around it.
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train, num_workers=num_workers,
-                      persistent_workers=False)
+                      persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
