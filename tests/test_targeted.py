@@ -164,3 +164,19 @@ def test_write_majority_target_round_trips(tmp_path):
     dataset = [{"label": labels}, {"label": labels.flip(1)}, {"label": labels}]
     target = write_majority_target(dataset, tmp_path / "m.png", num_classes=2, window=1)
     assert torch.equal(target, labels) and torch.equal(read_label_map(tmp_path / "m.png"), labels)
+
+
+@pytest.mark.slow
+def test_evaluation_driver_runs_a_targeted_minimal_norm_attack(tmp_path):
+    """End to end: python -m robust_seg.evaluate with attack.target on the shipped model (about 15 s)."""
+    import json
+
+    from tests.conftest import run_entry
+
+    run_entry("evaluate", "experiment=embedded_default", "attack=alma_prox", "attack.options.iterations=20",
+              "attack.target={kind:class,class_index:0}", "max_images=2", "batch_size=2", "logger=none",
+              "run_name=targeted", cwd=tmp_path, check=True)
+    results = json.loads((tmp_path / "outputs" / "evaluate" / "targeted" / "results.json").read_text())
+    assert results["attack"] == "alma_prox(iterations=20, nu=0.99, target=class:0)"
+    per_image = results["minimal_norm"]["per_image"]
+    assert len(per_image["apsr"]) == 2 and all(0 < a <= 1 for a in per_image["apsr"])
