@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from datetime import datetime
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -47,34 +48,36 @@ class RuntimeConfig:
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """What every run has: data, model, logging, runtime, seed and the run directory's name (resume)."""
+
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    scheme: SchemeConfig = field(default_factory=SchemeConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    seed: int = 0
+    resume: bool = False
+    run_name: Optional[str] = None
+    note: Optional[str] = None
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    scheme: SchemeConfig = field(default_factory=SchemeConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     robust_eval: RobustEvalConfig = field(default_factory=RobustEvalConfig)
     batch_size: int = 16
     micro_batch_size: Optional[int] = None
     auxiliary_weight: float = 0.4
     eval_every: int = 1
-    seed: int = 0
-    resume: bool = False
-    run_name: Optional[str] = None
     export_path: Optional[str] = None
     max_steps_per_epoch: Optional[int] = None
-    note: Optional[str] = None
 
 
 @dataclass
-class EvaluateConfig:
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+class EvaluateConfig(RunConfig):
     attack: AttackConfig = field(default_factory=AttackConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     split: str = "val"
     batch_size: int = 8
     max_images: Optional[int] = None
@@ -86,10 +89,6 @@ class EvaluateConfig:
     calibration_holdout_seed: int = 0
     """The held-out part of the training split that T is fitted on (as CALS' split with seed = this seed)."""
     figure_images: int = 4
-    seed: int = 0
-    resume: bool = False
-    run_name: Optional[str] = None
-    note: Optional[str] = None
 
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -100,10 +99,17 @@ def asset_path(name: str) -> str:
     return str(ASSETS / name)
 
 
+def run_directory_name(run_name: Optional[str]) -> str:
+    """``${run_dir_name:${run_name}}`` in the Hydra run dirs: the run's name, or the start time when it has none."""
+    return str(run_name) if run_name not in (None, "") else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
 def register_configs() -> None:
     """Store the schemas under the names the primary configs list first in their defaults."""
     if not OmegaConf.has_resolver("asset"):
         OmegaConf.register_new_resolver("asset", asset_path)
+    if not OmegaConf.has_resolver("run_dir_name"):  # cached: one time stamp per process
+        OmegaConf.register_new_resolver("run_dir_name", run_directory_name, use_cache=True)
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="evaluate_schema", node=EvaluateConfig)

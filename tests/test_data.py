@@ -12,7 +12,7 @@ from omegaconf.errors import ConfigKeyError
 from PIL import Image
 
 from robust_seg import IGNORE_INDEX
-from robust_seg.data import (DatasetConfig, DatasetError, DatasetNotFoundError, SyntheticConfig, as_dataset_config,
+from robust_seg.data import (DatasetConfig, DatasetError, DatasetNotFoundError, as_dataset_config,
                              build_dataset, build_loader, class_names, set_epoch)
 from robust_seg.data.loaders import ShardSampler
 from robust_seg.data.synthetic import _ignore_borders

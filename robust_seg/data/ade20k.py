@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
-from robust_seg.data.errors import DatasetNotFoundError
+from robust_seg.data.errors import check_layout
 
 ADE20K_CLASSES = (
     "background", "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
@@ -35,16 +35,8 @@ LAYOUT = "expected images/{training,validation}/*.jpg and annotations/{training,
 
 def ade20k_files(root: str | None, split: str) -> Tuple[List[Tuple[Path, Path]], List[str]]:
     """(image, label) paths and names of ``split``; raises ``DatasetNotFoundError`` on a missing/malformed root."""
-    def fail(problem: str) -> DatasetNotFoundError:
-        return DatasetNotFoundError(f"ADE20K {problem} at {root}: {LAYOUT} (set dataset.root=...)")
-
-    if root is None or not Path(root).is_dir():
-        raise fail("not found")
-    base = Path(root)
+    base, fail = check_layout("ADE20K", root, LAYOUT, (f"images/{split}", f"annotations/{split}"))
     image_dir, label_dir = base / "images" / split, base / "annotations" / split
-    for needed in (image_dir, label_dir):
-        if not needed.is_dir():
-            raise fail(f"malformed (no {needed.relative_to(base)}/)")
     images = sorted(image_dir.glob("*.jpg"))
     if not images:
         raise fail(f"malformed (no .jpg in images/{split}/)")

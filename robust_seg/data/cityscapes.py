@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
-from robust_seg.data.errors import DatasetNotFoundError
+from robust_seg.data.errors import check_layout
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
                       "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
@@ -25,16 +25,8 @@ LAYOUT = ("expected leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
 
 def cityscapes_files(root: str | None, split: str) -> Tuple[List[Tuple[Path, Path]], List[str]]:
     """(image, label) paths and names of ``split``; raises ``DatasetNotFoundError`` on a missing/malformed root."""
-    def fail(problem: str) -> DatasetNotFoundError:
-        return DatasetNotFoundError(f"Cityscapes {problem} at {root}: {LAYOUT} (set dataset.root=...)")
-
-    if root is None or not Path(root).is_dir():
-        raise fail("not found")
-    base = Path(root)
+    base, fail = check_layout("Cityscapes", root, LAYOUT, (f"leftImg8bit/{split}", f"gtFine/{split}"))
     image_dir, label_dir = base / "leftImg8bit" / split, base / "gtFine" / split
-    for needed in (image_dir, label_dir):
-        if not needed.is_dir():
-            raise fail(f"malformed (no {needed.relative_to(base)}/)")
     images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
     if not images:
         raise fail(f"malformed (no <city>/*{IMAGE_SUFFIX} in leftImg8bit/{split}/)")

@@ -13,3 +13,22 @@ class DatasetNotFoundError(DatasetError):
 
     The message is one line naming the path and the expected layout.
     """
+
+
+def check_layout(dataset: str, root: str | None, layout: str, subdirectories: tuple[str, ...]):
+    """The root as a Path and a function making the one-line error for it; raises if a directory is missing.
+
+    ``layout`` describes the expected on-disk layout; every error names the path, the layout and the fix.
+    """
+    from pathlib import Path
+
+    def fail(problem: str) -> DatasetNotFoundError:
+        return DatasetNotFoundError(f"{dataset} {problem} at {root}: {layout} (set dataset.root=...)")
+
+    if root is None or not Path(root).is_dir():
+        raise fail("not found")
+    base = Path(root)
+    for name in subdirectories:
+        if not (base / name).is_dir():
+            raise fail(f"malformed (no {name}/)")
+    return base, fail

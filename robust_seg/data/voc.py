@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
-from robust_seg.data.errors import DatasetNotFoundError
+from robust_seg.data.errors import check_layout
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -37,16 +37,8 @@ def label_dir_name(split: str) -> str:
 
 def voc_files(root: str | None, split: str) -> Tuple[List[Tuple[Path, Path]], List[str]]:
     """(image, label) paths and ids of ``split``; raises ``DatasetNotFoundError`` on a missing/malformed root."""
-    def fail(problem: str) -> DatasetNotFoundError:
-        return DatasetNotFoundError(f"PASCAL-VOC {problem} at {root}: {LAYOUT} (set dataset.root=...)")
-
-    if root is None or not Path(root).is_dir():
-        raise fail("not found")
-    base = Path(root)
     label_dir = label_dir_name(split)
-    for needed in ("JPEGImages", label_dir):
-        if not (base / needed).is_dir():
-            raise fail(f"malformed (no {needed}/)")
+    base, fail = check_layout("PASCAL-VOC", root, LAYOUT, ("JPEGImages", label_dir))
     lists = base / "ImageSets" / "Segmentation"
     candidates = [lists / name for name in _SPLIT_FILES.get(split, (f"{split}.txt",))]
     split_file = next((path for path in candidates if path.is_file()), None)

@@ -25,7 +25,7 @@ def component_label(name: str, attack: str) -> str:
 def results_markdown(results: dict) -> str:
     """Rows: the attack's components then its worst case; columns: ACC and mIoU per radius (Tables 1, 3, 9)."""
     keys = list(results["radii"])
-    names = [n for n in results["radii"][keys[0]] if n != WORST] + [WORST]
+    names = list(dict.fromkeys(n for key in keys for n in results["radii"][key] if n != WORST)) + [WORST]
     header = "| attack | " + " | ".join(f"{k} ACC | {k} mIoU" for k in keys) + " |"
     rule = "|---|" + "---:|---:|" * len(keys)
     lines = [f"# {results['attack']} on {results['model']} / {results['dataset']} ({results['split']}, "

@@ -50,7 +50,6 @@ def pdpgd_linf(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     problem = AttackProblem(images, labels, targeted, target_labels)
     tracker = BestIterate(problem, nu)
     images = problem.images
-    view = lambda per_image: per_image.view(-1, 1, 1, 1)
     valid = problem.valid
     log_bound = -math.log(dual_bound)
     initial = -(problem.valid_counts.double() * dual_ratio_init).log().to(images.device)  # eq. A IV-9
