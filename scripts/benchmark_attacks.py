@@ -15,7 +15,9 @@ Usage:
 
 ``--model`` names a zero-argument callable returning a segmentation model (images in [0, 1]
 -> logits at input resolution); default: the shipped small model on synthetic validation images
-(``embedded``); ``toy`` is the small conv net below (random weights, random images).
+(``embedded``); ``toy`` is the small conv net below (random weights, random images);
+``paper:NAME`` builds configs/model/NAME.yaml (e.g. ``paper:upernet_convnext_t``) with random
+weights and 21 classes, on random images labelled by the model (GPU: ``--size 512``).
 """
 from __future__ import annotations
 
@@ -71,6 +73,14 @@ def load_model(spec: str, width: int) -> nn.Module:
         return small_segmentation_model(width)
     if spec == "embedded":
         spec = "robust_seg.models.embedded:load_embedded_model"
+    if spec.startswith("paper:"):
+        from omegaconf import OmegaConf
+
+        from robust_seg.models.build import build_model
+        from robust_seg.models.embedded import ROOT
+
+        torch.manual_seed(0)
+        return build_model(OmegaConf.load(ROOT / "configs" / "model" / f"{spec[6:]}.yaml"), num_classes=21).eval()
     module_name, _, attribute = spec.partition(":")
     return getattr(importlib.import_module(module_name), attribute)()
 
