@@ -8,7 +8,8 @@
 # TABLE: table1 table2 table3 table4 table7 table8 table9 figure2 thesis_5.1 thesis_5.2 thesis_6.2
 #
 # Needs (full scale; README.md, "Reproducing the papers" lists them per table):
-#   ROBUST_SEG_DATA         datasets root (VOCdevkit/VOC2012, ADEChallengeData2016; default ./data)
+#   ROBUST_SEG_DATA         datasets root (VOCdevkit/VOC2012, ADEChallengeData2016, cityscapes; default ./data);
+#                           the thesis tables' targeted Cityscapes runs read cityscapes/thesis_target.png
 #   ROBUST_SEG_OUTPUTS      where the training runs exported their models (default ./outputs):
 #                           $ROBUST_SEG_OUTPUTS/train/train_<row>/model.pt from
 #                           python -m robust_seg.train experiment=train_<row>
@@ -29,8 +30,9 @@
 #   table8      ~40 h    2 models x (6 + 4) losses x 100 iterations x 4 radii
 #   table9      ~100 h   4 models x 4 losses x 300 iterations x 3-4 radii (every loss on every image)
 #   figure2     ~35 h    3 schedules x 4 losses x 300 iterations x 2 radii, one model
-#   thesis_5.1  ~200-500 h  4 models x 11 attacks x 500 iterations (Cityscapes at 2048x1024: ~24 h per attack)
-#   thesis_5.2  ~75 h    2 models x 5 attacks x 500 iterations
+#   thesis_5.1  ~400-1000 h  4 models x 11 attacks x 2 scenarios x 500 iterations (Cityscapes at 2048x1024:
+#                        ~24 h per attack and scenario)
+#   thesis_5.2  ~150 h   2 models x 5 attacks x 2 scenarios x 500 iterations
 #   thesis_6.2  <1 h     6 clean evaluations with calibration metrics (training: configs/experiment/cals_*)
 set -euo pipefail
 cd "$(dirname "$0")/.."

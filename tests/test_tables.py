@@ -38,8 +38,8 @@ EXPECTED_LABELS = {
                 ("SEA (4 x 300 iter.)", "Acc"), ("SEA (4 x 300 iter.)", "mIoU")]),
     "thesis_6.2": ([("ECE",), ("mIoU",)], [("CE",), ("ECP",), ("LS",), ("FL",), ("MbLS",), ("CALS",)]),
 }
-# Cells that stay gaps by design (no public model; targeted attacks not supported by the driver).
-DESIGNED_GAPS = {"table3": 8, "thesis_5.1": 88, "thesis_5.2": 20}
+# Cells that stay gaps by design (no public model: SegPGD-AT).
+DESIGNED_GAPS = {"table3": 8}
 
 
 def _sweep(experiment: str) -> dict[str, list[str]]:
@@ -131,6 +131,10 @@ def _write_run(path: Path, experiment: str, coordinates: Coordinates, results: d
         overrides.append(f"+experiment/table_columns={coordinates.column}")
     if coordinates.loss:
         overrides.append(f"attack.options.loss={coordinates.loss}")
+    if coordinates.scenario:
+        overrides.append(f"+experiment/thesis_scenarios={coordinates.scenario}")
+        config = config or {"seed": 0, "attack": {"target": {"kind": "class", "class_index": 0}
+                                                  if coordinates.scenario == "targeted" else None}}
     (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config or {"seed": 0}))
     if results is not None:
@@ -182,6 +186,8 @@ def test_published_numbers_are_those_of_the_papers():
     worst = [published.TABLE2[("PIR-AT", r)][-2:] for r in ("4/255", "8/255", "12/255", "16/255")]
     assert published.TABLE8[("PIR-AT", "all losses")] == tuple(v for pair in worst for v in pair)
     assert published.THESIS_TABLE5_1[("untargeted", "alma_prox")] == (0.32, 0.34, 0.51, 0.56, 0.24, 0.26, 0.33, 0.33)
+    assert published.THESIS_TABLE5_1[("targeted", "alma_prox")] == (0.25, 0.26, 0.32, 0.34, 1.15, 1.17, 0.65, 0.66)
+    assert published.THESIS_TABLE5_2[("targeted", "dag_0001")] == (6.78, 8.78, 255.00, 230.29)
     assert published.THESIS_TABLE6_2["ECE"][-1] == 4.66
 
 
@@ -248,6 +254,48 @@ def test_missing_failed_killed_and_conflicting_runs_become_explained_gaps(tmp_pa
     assert no_run.cells[0][2].gap.startswith("no run with column=segapgd_100")
 
 
+def test_thesis_tables_key_cells_on_the_scenario_and_never_mix_targeted_with_untargeted(tmp_path):
+    spec = table_spec("thesis_5.2")
+    norms = {"untargeted": {"median_x255": 0.78, "mean_x255": 2.17}, "targeted": {"median_x255": 0.5, "mean_x255": 0.6}}
+    for index, scenario in enumerate(("untargeted", "targeted")):
+        _write_run(tmp_path / str(index), spec.experiment, Coordinates(
+            row="voc_deeplabv3_r50_ddcat", column="alma_prox", scenario=scenario), _fake_results({}, norms[scenario]))
+    # A run without a recorded scenario is neither half of the table.
+    _write_run(tmp_path / "2", spec.experiment, Coordinates(row="voc_deeplabv3_r50_ddcat", column="fmn"),
+               _fake_results({}, norms["untargeted"]))
+    # Recorded as targeted, but its attack had no target: a gap, not a targeted number.
+    _write_run(tmp_path / "3", spec.experiment, Coordinates(row="voc_deeplabv3_r50_ddcat", column="pdpgd",
+                                                            scenario="targeted"),
+               _fake_results({}, norms["targeted"]), config={"seed": 0, "attack": {"target": None}})
+    table = build_table(spec, collect_runs([tmp_path]))
+    cells = {labels: row for labels, row in zip(table.row_labels, table.cells)}
+    assert [c.value for c in cells[("untargeted", "ALMA prox")][:2]] == [0.78, 2.17]
+    assert [c.value for c in cells[("targeted", "ALMA prox")][:2]] == [0.5, 0.6]
+    assert cells[("targeted", "ALMA prox")][0].published == 0.52
+    assert cells[("untargeted", "FMN Linf")][0].gap.startswith("no run with row=voc_deeplabv3_r50_ddcat, "
+                                                               "column=fmn, scenario=untargeted")
+    assert cells[("targeted", "PDPGD Linf")][0].gap == "job 3 is recorded as targeted but has no attack.target"
+    assert table.notes == ["runs outside the table's grid ignored: row=voc_deeplabv3_r50_ddcat, column=fmn"]
+
+
+def test_thesis_rows_take_the_scenarios_target():
+    voc, voc_targeted, city_targeted, embedded = _compose_all([
+        ["experiment=thesis_table5_1_minimal_norm", "+experiment/thesis_table5_1_rows=voc_deeplabv3plus_r50",
+         "+experiment/table_columns=alma_prox", "+experiment/thesis_scenarios=untargeted"],
+        ["experiment=thesis_table5_1_minimal_norm", "+experiment/thesis_table5_1_rows=voc_fcn_hrnetv2_w48",
+         "+experiment/table_columns=pgd_ce_13x40", "+experiment/thesis_scenarios=targeted"],
+        ["experiment=thesis_table5_2_minimal_norm_ddcat", "+experiment/thesis_table5_2_rows=cityscapes_deeplabv3_r50_ddcat",
+         "+experiment/table_columns=dag_0003", "+experiment/thesis_scenarios=targeted"],
+        ["experiment=thesis_table5_1_minimal_norm", "+experiment/thesis_table5_1_rows=cityscapes_segformer_mit_b3",
+         "+experiment/table_columns=fmn", "+experiment/thesis_scenarios=targeted", "+scale=embedded"]])
+    assert voc.attack.target is None and voc.dataset.name == "pascal_voc"
+    assert dict(voc_targeted.attack.target) == {"kind": "class", "class_index": 0}
+    assert voc_targeted.attack.name == "pgd_bs" and voc_targeted.model.name == "fcn_hrnetv2_w48"
+    assert city_targeted.attack.target.kind == "map" and city_targeted.dataset.name == "cityscapes"
+    assert city_targeted.attack.target.path.endswith("cityscapes/thesis_target.png")
+    assert embedded.dataset.name == "synthetic" and embedded.attack.target.kind == "map"
+
+
 def test_csv_and_latex_carry_every_cell(tmp_path):
     spec = table_spec("thesis_6.2")
     for config in ("ce", "ecp", "ls", "fl", "mbls"):
@@ -270,8 +318,8 @@ def test_make_table_script_reports_unknown_tables(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- end to end
-def _multirun(experiment: str, sweep_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1")
+def _multirun(experiment: str, sweep_dir: Path, *extra: str, **env_set: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1", **env_set)
     command = [sys.executable, "-m", "robust_seg.evaluate", "-m", f"experiment={experiment}", "+scale=embedded",
                "logger=none", f"hydra.sweep.dir={sweep_dir}", *extra]
     if not (ROOT / "robust_seg" / "assets" / "small_upernet_convnext_synthetic.pt").exists():
@@ -281,12 +329,36 @@ def _multirun(experiment: str, sweep_dir: Path, *extra: str) -> subprocess.Compl
 
 def _check_embedded_table(name: str, sweep_dir: Path) -> None:
     spec = table_spec(name)
-    completed = _multirun(spec.experiment, sweep_dir)
+    env_set = {}
+    if name.startswith("thesis_5."):
+        # The Cityscapes rows' targeted runs read the thesis target map from $ROBUST_SEG_DATA/cityscapes; on the
+        # embedded scale they run on the synthetic data (6 classes), so a small map of those classes stands in.
+        import torch
+
+        from robust_seg.attacks.targets import write_label_map
+
+        data = sweep_dir.parent / "data"
+        write_label_map(torch.arange(64 * 48).reshape(48, 64) // 512 % 6, data / "cityscapes" / "thesis_target.png")
+        env_set["ROBUST_SEG_DATA"] = str(data)
+    completed = _multirun(spec.experiment, sweep_dir, **env_set)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    table = build_table(spec, collect_runs([sweep_dir]))
+    runs = collect_runs([sweep_dir])
+    table = build_table(spec, runs)
     assert (len(table.row_labels), len(table.column_labels)) == EXPECTED_SHAPES[name]
     assert len(table.gaps()) == DESIGNED_GAPS.get(name, 0), table.gaps()
     assert table.notes == []
+    if name.startswith("thesis_5."):
+        # Both halves are filled, each from runs of its own scenario with the dataset's target.
+        for (scenario, _), cells in zip(table.row_labels, table.cells):
+            assert all(cell.value is not None and 0 <= cell.value <= 255 for cell in cells), (scenario, cells)
+        for run in runs:
+            described = run.results["attack"]
+            if run.coordinates.scenario == "untargeted":
+                assert "target=" not in described, described
+            elif run.coordinates.row.startswith("cityscapes"):
+                assert "target=map:" in described and described.endswith("thesis_target.png)"), described
+            else:
+                assert "target=class:0" in described, described
 
 
 def test_embedded_table7_end_to_end_and_with_one_job_lost(tmp_path):

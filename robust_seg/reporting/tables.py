@@ -2,15 +2,16 @@
 
 Each table of ``TABLES`` is run by one experiment config (``configs/experiment/<experiment>.yaml``) as a
 multirun whose jobs differ by their sweep overrides: ``+experiment/<group>_rows=<row>`` (the model),
-``+experiment/table_columns=<column>`` (the attack variant) and ``attack.options.loss=<loss>``. Those
-overrides are a job's *coordinates*; a table cell names the coordinates of the runs it reads and how it
+``+experiment/table_columns=<column>`` (the attack variant), ``attack.options.loss=<loss>`` and, for the thesis'
+Tables 5.1 / 5.2, ``+experiment/thesis_scenarios=untargeted|targeted``. Those overrides are a job's *coordinates*; a table cell names the coordinates of the runs it reads and how it
 reads them (radius, component, metric), so cells are keyed by configuration, never by job number.
 
 A cell becomes a gap, with the reason, when no job with its coordinates exists (not launched or killed
 before it started), when the job has no ``results.json`` (failed or killed; the last error line of its log
 is quoted), when the results lack the entry the cell reads, or when two runs with the same coordinates
 have different configurations (they are never mixed into one cell; runs with identical configurations,
-e.g. a re-run, are the same cell and the newest one is read).
+e.g. a re-run, are the same cell and the newest one is read), or when a run's ``attack.target`` contradicts its
+scenario (a targeted run without a target, or an untargeted one with a target).
 
 Choices documented here (the papers are silent):
 - Table 8's clean-model row uses the radii of Table 2 (0.25/255 .. 2/255): its numbers equal Table 2's
@@ -21,7 +22,10 @@ Choices documented here (the papers are silent):
 - Figure 2 (a plot in the paper, no published numbers) is laid out as a table: rows radius x scheme,
   columns the loss's ACC and mIoU and the ACC of the image-wise worst case over the four loss runs.
 - Thesis Table 6.2's ECE is the dataset-level pixel-wise ECE with 15 bins, in %.
-- Thesis Tables 5.1 and 5.2: the targeted rows are gaps: the evaluation driver takes no target maps yet.
+- Thesis Tables 5.1 and 5.2: targeted runs use the thesis' targets (Sec. 5.5.4): Pascal VOC, every pixel to
+  background (class 0); Cityscapes, one fixed map, the per-pixel majority label over the training set, smoothed
+  (the thesis' hand-smoothed map is not published: ``robust_seg.attacks.targets.write_majority_target`` computes
+  the substitute). The thesis runs every attack of both tables in both scenarios, so no cell is a gap by design.
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ from robust_seg.reporting import published
 
 ROWS_GROUP = re.compile(r"^\+?experiment/(\w+_rows)=(.+)$")
 COLUMNS_OVERRIDE = "experiment/table_columns"
+SCENARIO_OVERRIDE = "experiment/thesis_scenarios"
+SCENARIOS = ("untargeted", "targeted")
 LOSS_OVERRIDE = "attack.options.loss"
 IGNORED_CONFIG_KEYS = ("resume", "run_name")
 WORST = "worst_case"
@@ -52,6 +58,7 @@ class Coordinates:
     row: str | None = None
     column: str | None = None
     loss: str | None = None
+    scenario: str | None = None  # thesis Tables 5.1 / 5.2: untargeted or targeted
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in vars(self).items() if v is not None) or "the single run"
@@ -67,6 +74,8 @@ class Run:
     fingerprint: str
     results: dict | None
     problem: str | None
+    target: object = None  # the run's attack.target (None: untargeted, or a config without an attack)
+    has_attack: bool = False
 
     @classmethod
     def load(cls, path: Path) -> "Run":
@@ -74,7 +83,7 @@ class Run:
         config = yaml.safe_load((path / ".hydra" / "config.yaml").read_text()) or {}
         for key in IGNORED_CONFIG_KEYS:
             config.pop(key, None)
-        row = column = loss = experiment = None
+        row = column = loss = scenario = experiment = None
         for override in overrides:
             key, _, value = override.partition("=")
             if ROWS_GROUP.match(override):
@@ -83,6 +92,8 @@ class Run:
                 column = value
             elif key.lstrip("+") == LOSS_OVERRIDE:
                 loss = value
+            elif key.lstrip("+") == SCENARIO_OVERRIDE:
+                scenario = value
             elif key == "experiment":
                 experiment = value
         results_file = path / "results.json"
@@ -91,8 +102,20 @@ class Run:
             results = json.loads(results_file.read_text())
         else:
             problem = f"job {path.name} has no results.json ({_failure_hint(path)})"
-        return cls(path, experiment, Coordinates(row, column, loss), json.dumps(config, sort_keys=True),
-                   results, problem)
+        attack = config.get("attack") if isinstance(config.get("attack"), dict) else None
+        return cls(path, experiment, Coordinates(row, column, loss, scenario), json.dumps(config, sort_keys=True),
+                   results, problem, target=(attack or {}).get("target"), has_attack=attack is not None)
+
+    def scenario_problem(self) -> str | None:
+        """Why this run's ``attack.target`` contradicts its recorded scenario (None when it does not)."""
+        scenario = self.coordinates.scenario
+        if scenario is None or not self.has_attack:
+            return None
+        if scenario == "targeted" and self.target is None:
+            return f"job {self.path.name} is recorded as targeted but has no attack.target"
+        if scenario == "untargeted" and self.target is not None:
+            return f"job {self.path.name} is recorded as untargeted but has attack.target={self.target}"
+        return None
 
 
 def _failure_hint(path: Path) -> str:
@@ -265,6 +288,8 @@ def _fill(cell: CellSpec | None, by_coordinates: dict[Coordinates, list[Run]], p
         run = max(candidates, key=lambda r: (r.results is not None, r.path.stat().st_mtime))
         if run.results is None:
             return CellResult(published=paper, gap=run.problem)
+        if run.scenario_problem():
+            return CellResult(published=paper, gap=run.scenario_problem())
         results.append(run.results)
     try:
         value = float(cell.read(results))
@@ -442,19 +467,18 @@ MINIMAL_NORM_ATTACKS = (("ifgsm_13x20", "I-FGSM 13x20"), ("mifgsm_13x20", "MI-FG
                         ("pgd_dlr_13x40", "PGD DLR 13x40"), ("pgd_dlr_13x4x10", "PGD DLR 13x4x10"),
                         ("dag_0003", "DAG eta = 0.003"), ("dag_0001", "DAG eta = 0.001"), ("fmn", "FMN Linf"),
                         ("pdpgd", "PDPGD Linf"), ("alma_prox", "ALMA prox"))
-TARGETED_GAP = "targeted attacks need target maps, which the evaluation driver does not take yet"
 
 
 def _minimal_norm_table(name: str, experiment: str, title: str, models, attacks, numbers) -> TableSpec:
-    """Thesis Tables 5.1 / 5.2: median and mean ||delta||_inf x 255 per attack (rows) and model (columns)."""
+    """Thesis Tables 5.1 / 5.2: median and mean ||delta||_inf x 255 per scenario and attack (rows) and model
+    (columns); each cell reads the run of its model, attack and scenario (``+experiment/thesis_scenarios``)."""
     rows = []
-    for scenario in ("untargeted", "targeted"):
+    for scenario in SCENARIOS:
         for column, label in attacks:
-            cells = tuple(CellSpec((Coordinates(row=config, column=column),), norm_statistic(statistic))
-                          for config, _ in models for statistic in ("median", "mean")) \
-                if scenario == "untargeted" else (None,) * (2 * len(models))
-            rows.append(RowSpec((scenario, label), cells, numbers[(scenario, column)],
-                                None if scenario == "untargeted" else TARGETED_GAP))
+            cells = tuple(CellSpec((Coordinates(row=config, column=column, scenario=scenario),),
+                                   norm_statistic(statistic))
+                          for config, _ in models for statistic in ("median", "mean"))
+            rows.append(RowSpec((scenario, label), cells, numbers[(scenario, column)]))
     columns = tuple((model, statistic) for _, model in models for statistic in ("median", "mean"))
     return TableSpec(name, experiment, title, ("scenario", "attack"), columns, tuple(rows), decimals=2)
 
