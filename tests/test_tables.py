@@ -89,7 +89,8 @@ def test_paper_scale_keeps_the_papers_settings():
         ["experiment=figure2_radius_schedules", "+experiment/table_columns=const_3x100", "attack.options.loss=js"],
         ["experiment=table9_sea_components", "+experiment/table9_rows=voc_upernet_convnext_t_pirat_5step_50ep",
          "+experiment/table_columns=sea_components"]])
-    assert (table1.model.name, table1.dataset.name, table1.attack.name) == ("pspnet_r50", "pascal_voc", "pgd")
+    assert (table1.model.name, table1.dataset.name, table1.attack.name) == ("pspnet_r50_ddcat", "pascal_voc", "pgd")
+    assert table1.model.checkpoint_format == "semseg_pspnet"
     assert list(table1.attack.eps) == ["2/255", "4/255", "8/255"]
     assert table1.attack.options.iterations == 300 and table1.attack.options.loss == "bal_ce"
     assert table1.attack.options.step_size == "paper"

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from robust_seg.models.checkpoints import CheckpointError, load_matching, read_state_dict, segmentation_state
+from robust_seg.models.checkpoints import (SEMSEG_FORMATS, CheckpointError, load_matching, read_state_dict,
+                                          resolve_checkpoint_format, segmentation_state)
 from robust_seg.models.wrapper import SegmentationModel
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,17 @@ def build_model(cfg, num_classes: int) -> SegmentationModel:
 
 
 def load_segmentation_checkpoint(model: SegmentationModel, location: str, checkpoint_format: str = "auto") -> None:
-    """Load whole-model weights strictly: saved by this project (``SegmentationModel.state_dict()``) or a whole
-    MMSeg segmentor from the MMSeg model zoo (``checkpoint_format``, see ``checkpoints.segmentation_state``)."""
+    """Load whole-model weights strictly: saved by this project (``SegmentationModel.state_dict()``), a whole
+    MMSeg segmentor from the MMSeg model zoo, or a semseg (hszhao / DDC-AT) PSPNet or DeepLabV3, converted
+    (``checkpoint_format``, see ``checkpoints.segmentation_state``)."""
     what = f"checkpoint {location}"
-    load_matching(model, segmentation_state(read_state_dict(location), checkpoint_format, what), what)
+    state = read_state_dict(location)
+    resolved = resolve_checkpoint_format(state, checkpoint_format, what)
+    try:
+        load_matching(model, segmentation_state(state, resolved, what), f"{what} ({resolved} format)")
+    except CheckpointError as error:
+        if resolved in SEMSEG_FORMATS:  # the usual cause: a model config other than the semseg architecture
+            config = {"semseg_pspnet": "pspnet_r50_ddcat", "semseg_deeplabv3": "deeplabv3_r50_ddcat"}[resolved]
+            raise CheckpointError(f"{error}; {resolved} checkpoints need model={config} (deep stem, "
+                                  "no contracted dilation)") from None
+        raise

@@ -41,8 +41,26 @@ def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> 
 
 
 SEGMENTOR_PREFIX = "segmentor."
-CHECKPOINT_FORMATS = ("auto", "project", "mmseg")
+SEMSEG_FORMATS = ("semseg_pspnet", "semseg_deeplabv3")
+CHECKPOINT_FORMATS = ("auto", "project", "mmseg") + SEMSEG_FORMATS
 """Layouts of whole-model checkpoints: see :func:`segmentation_state`."""
+
+
+def resolve_checkpoint_format(state: Mapping[str, torch.Tensor], checkpoint_format: str, what: str) -> str:
+    """``checkpoint_format`` with ``auto`` replaced by the layout the keys show (see :func:`segmentation_state`)."""
+    if checkpoint_format not in CHECKPOINT_FORMATS:
+        raise CheckpointError(f"unknown checkpoint_format '{checkpoint_format}' for {what} "
+                              f"(choose from {', '.join(CHECKPOINT_FORMATS)})")
+    if checkpoint_format != "auto":
+        return checkpoint_format
+    if any(k.startswith(SEGMENTOR_PREFIX) for k in state):
+        return "project"
+    if any(k.startswith("layer0.") for k in state):
+        if any(k.startswith("aspp.") for k in state):
+            return "semseg_deeplabv3"
+        if any(k.startswith("ppm.") for k in state):
+            return "semseg_pspnet"
+    return "mmseg"
 
 
 def segmentation_state(state: Mapping[str, torch.Tensor], checkpoint_format: str, what: str) -> dict[str, torch.Tensor]:
@@ -51,15 +69,23 @@ def segmentation_state(state: Mapping[str, torch.Tensor], checkpoint_format: str
     ``project``: saved by this project, used as it is. ``mmseg``: a whole MMSeg segmentor (the MMSeg model
     zoo's ``EncoderDecoder`` checkpoints: ``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``; the
     ``state_dict`` / ``meta`` wrapper is removed by :func:`read_state_dict`), prefixed with ``segmentor.``.
-    ``auto``: ``project`` when any key starts with ``segmentor.``, else ``mmseg``.
+    ``semseg_pspnet`` / ``semseg_deeplabv3``: a PSPNet / DeepLabV3 of the hszhao/semseg code base, e.g. the DDC-AT
+    and AT models of Xu et al. 2021 (keys ``layer0..layer4``, ``ppm`` / ``aspp``, ``cls`` / ``cls1``, ``aux`` /
+    ``aux_cls1``), converted by ``robust_seg.models.convert.semseg`` for the model configs
+    ``pspnet_r50_ddcat`` / ``deeplabv3_r50_ddcat``.
+    ``auto``: ``project`` when any key starts with ``segmentor.``, a semseg format when the keys are semseg's
+    (``layer0.*`` with ``ppm.*`` or ``aspp.*``), else ``mmseg``.
     """
-    if checkpoint_format not in CHECKPOINT_FORMATS:
-        raise CheckpointError(f"unknown checkpoint_format '{checkpoint_format}' for {what} "
-                              f"(choose from {', '.join(CHECKPOINT_FORMATS)})")
-    if checkpoint_format == "auto":
-        checkpoint_format = "project" if any(k.startswith(SEGMENTOR_PREFIX) for k in state) else "mmseg"
+    checkpoint_format = resolve_checkpoint_format(state, checkpoint_format, what)
     if checkpoint_format == "project":
         return dict(state)
+    if checkpoint_format in SEMSEG_FORMATS:
+        from robust_seg.models.convert import SEGMENTATION_CONVERTERS
+
+        try:
+            state = SEGMENTATION_CONVERTERS[checkpoint_format](state, checkpoint_format)
+        except CheckpointError as error:
+            raise CheckpointError(f"{what}: {error}") from None
     return {SEGMENTOR_PREFIX + k: v for k, v in state.items()}
 
 

@@ -136,3 +136,135 @@ CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], nn.Module], StateDic
     "timm_vit": timm_vit,
     "torchvision_resnet": torchvision_resnet,
 }
+
+
+# ----------------------------------------------------------------------------------------------- whole models
+# Whole-model converters: the raw state dict of a segmentation checkpoint in another code base's layout -> this
+# project's MMSeg segmentor keys (``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``, without the
+# ``segmentor.`` prefix). ``robust_seg.models.checkpoints.segmentation_state`` picks them by
+# ``model.checkpoint_format`` and ``load_matching`` then loads the result strictly.
+
+SEMSEG_HEADS = {"semseg_pspnet": "ppm", "semseg_deeplabv3": "aspp"}
+"""The semseg formats and the key prefix of their context module (PSP module ``ppm.*`` / ASPP ``aspp.*``)."""
+SEMSEG_UNUSED = ("cls2.", "mask1.")
+"""DDC-AT's adversarial branch and its clean/adversarial detector: trained, but unused by the authors' inference
+(their ``model.eval()`` forward returns the normal branch ``cls1``), hence dropped."""
+
+
+def _semseg_error(message: str) -> Exception:
+    from robust_seg.models.checkpoints import CheckpointError
+
+    return CheckpointError(message)
+
+
+def _bn(source: str, target: str) -> list[tuple[str, str]]:
+    return [(f"{source}.{p}", f"{target}.{p}") for p in ("weight", "bias", "running_mean", "running_var",
+                                                         "num_batches_tracked")]
+
+
+def _semseg_head_names(state: Mapping[str, torch.Tensor]) -> tuple[str, str]:
+    """(classifier, auxiliary) prefixes: ``cls``/``aux`` (PSPNet, DeepLabV3, AT/SAT) or ``cls1``/``aux_cls1`` (DDC-AT)."""
+    if any(k.startswith("cls1.") for k in state):
+        return "cls1", "aux_cls1"
+    return "cls", "aux"
+
+
+def semseg(state: Mapping[str, torch.Tensor], checkpoint_format: str) -> StateDict:
+    """A PSPNet / DeepLabV3 checkpoint of the hszhao/semseg code base, as Xu et al. 2021 publish DDC-AT
+    (github.com/dvlab-research/Robust-Semantic-Segmentation, ``model/pspnet.py`` and ``model/resnet.py``), -> the
+    MMSeg segmentor of ``configs/model/pspnet_r50_ddcat.yaml`` / ``deeplabv3_r50_ddcat.yaml``:
+
+    =======================================  ==============================================================
+    semseg                                   MMSeg
+    =======================================  ==============================================================
+    layer0.{0,1,3,4,6,7}.* (deep stem:       backbone.stem.{0,1,3,4,6,7}.* (``ResNet``, ``deep_stem``,
+      conv1 bn1 conv2 bn2 conv3 bn3)           ``stem_channels`` 128)
+    layer{1-4}.{j}.{conv,bn}{1,2,3}.*,       backbone.layer{1-4}.{j}.* (same names)
+      downsample.{0,1}.*
+    ppm.features.{i}.{1,2}.* (conv, BN)      decode_head.psp_modules.{i}.1.{conv,bn}.*           (PSPNet)
+    aspp.convs.{0-3}.{0,1}.* (1x1, rates     decode_head.aspp_modules.{0-3}.{conv,bn}.*          (DeepLabV3)
+      6, 12, 18)
+    aspp.convs.4.{1,2}.* (image pooling)     decode_head.image_pool.1.{conv,bn}.*                (DeepLabV3)
+    cls.0 / cls1.0 (conv), .1 (BN)           decode_head.bottleneck.{conv,bn}.* (DeepLabV3: the 1x1 conv
+                                               becomes the centre of the 3x3 one, input channels reordered
+                                               from [1x1, 6, 12, 18, pool] to MMSeg's [pool, 1x1, 6, 12, 18])
+    cls.4 / cls1.4 (classifier)              decode_head.conv_seg.*
+    aux.{0,1,4} / aux_cls1.{0,1,4}           auxiliary_head.convs.0.{conv,bn}.*, auxiliary_head.conv_seg.*
+    cls2.*, mask1.* (DDC-AT only)            dropped (unused at inference, see ``SEMSEG_UNUSED``)
+    =======================================  ==============================================================
+
+    Wrappers (``module.``) and the ``state_dict`` entry are removed by ``read_state_dict``. BatchNorm
+    ``num_batches_tracked`` counters that the authors' (PyTorch 0.4 / SyncBN) files lack are set to 0 (they do
+    not enter the evaluation forward). Every other key must be consumed: anything else is an error naming it.
+    """
+    if checkpoint_format not in SEMSEG_HEADS:
+        raise _semseg_error(f"unknown semseg format '{checkpoint_format}' (choose from {', '.join(SEMSEG_HEADS)})")
+    context = SEMSEG_HEADS[checkpoint_format]
+    present = sorted({k.split(".")[0] for k in state})
+    if not any(k.startswith("layer0.") for k in state):
+        raise _semseg_error(
+            f"not a semseg (hszhao / DDC-AT) checkpoint: no layer0.* deep-stem keys (its top-level keys: "
+            f"{', '.join(present[:8])}); use model.checkpoint_format=auto for this project's or MMSeg checkpoints")
+    other = next((f for f, c in SEMSEG_HEADS.items() if c != context and any(k.startswith(c + ".") for k in state)),
+                 None)
+    if other is not None or not any(k.startswith(context + ".") for k in state):
+        hint = f"set model.checkpoint_format={other} and the matching model config" if other else \
+            "expected a PSPNet (ppm.*) or DeepLabV3 (aspp.*) checkpoint"
+        raise _semseg_error(f"semseg checkpoint without {context}.* keys for checkpoint_format={checkpoint_format} "
+                            f"(its top-level keys: {', '.join(present[:8])}): {hint}")
+    classifier, auxiliary = _semseg_head_names(state)
+
+    renames: list[tuple[str, str]] = []
+    for source, target in ((0, 0), (1, 1), (3, 3), (4, 4), (6, 6), (7, 7)):
+        renames.append((f"layer0.{source}.", f"backbone.stem.{target}."))
+    renames += [(f"layer{i}.", f"backbone.layer{i}.") for i in range(1, 5)]
+    if context == "ppm":
+        for i in range(4):
+            renames += [(f"ppm.features.{i}.1.", f"decode_head.psp_modules.{i}.1.conv."),
+                        (f"ppm.features.{i}.2.", f"decode_head.psp_modules.{i}.1.bn.")]
+    else:
+        for i in range(4):
+            renames += [(f"aspp.convs.{i}.0.", f"decode_head.aspp_modules.{i}.conv."),
+                        (f"aspp.convs.{i}.1.", f"decode_head.aspp_modules.{i}.bn.")]
+        renames += [("aspp.convs.4.1.", "decode_head.image_pool.1.conv."),
+                    ("aspp.convs.4.2.", "decode_head.image_pool.1.bn.")]
+    renames += [(f"{classifier}.0.", "decode_head.bottleneck.conv."), (f"{classifier}.1.", "decode_head.bottleneck.bn."),
+                (f"{classifier}.4.", "decode_head.conv_seg."),
+                (f"{auxiliary}.0.", "auxiliary_head.convs.0.conv."), (f"{auxiliary}.1.", "auxiliary_head.convs.0.bn."),
+                (f"{auxiliary}.4.", "auxiliary_head.conv_seg.")]
+
+    converted: StateDict = {}
+    unknown = []
+    for key, value in state.items():
+        if key.startswith(SEMSEG_UNUSED):
+            continue
+        match = next(((s, t) for s, t in renames if key.startswith(s)), None)
+        if match is None:
+            unknown.append(key)
+            continue
+        converted[match[1] + key[len(match[0]):]] = value
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 6 else "")
+        raise _semseg_error(f"semseg checkpoint ({checkpoint_format}) has keys the converter does not know: {shown}")
+
+    if context == "aspp":
+        key = "decode_head.bottleneck.conv.weight"
+        weight = converted.get(key)
+        if weight is not None:
+            if weight.dim() != 4 or weight.shape[-2:] != (1, 1) or weight.shape[1] % 5:
+                raise _semseg_error(f"{classifier}.0.weight {tuple(weight.shape)} is not the 1x1 projection of the "
+                                    "5 ASPP branches of a semseg DeepLabV3")
+            branch = weight.shape[1] // 5
+            reordered = torch.cat([weight[:, 4 * branch:], weight[:, :4 * branch]], dim=1)
+            centred = reordered.new_zeros(*reordered.shape[:2], 3, 3)
+            centred[:, :, 1, 1] = reordered[:, :, 0, 0]
+            converted[key] = centred
+    for key in [k for k in converted if k.endswith(".running_mean")]:
+        counter = key[:-len("running_mean")] + "num_batches_tracked"
+        converted.setdefault(counter, torch.tensor(0, dtype=torch.long))
+    return converted
+
+
+SEGMENTATION_CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], str], StateDict]] = {
+    name: semseg for name in SEMSEG_HEADS}
+"""Whole-model checkpoint formats (``model.checkpoint_format``) beyond ``project`` and ``mmseg``."""
