@@ -97,6 +97,7 @@ def load_batch(spec: str, model: nn.Module, batch: int, size: int) -> tuple[torc
         items = [dataset[i] for i in range(batch)]
         return torch.stack([i["image"] for i in items]), torch.stack([i["label"] for i in items])
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    images = images.to(next(model.parameters()).device)
     with torch.no_grad():
         return images, model(images).argmax(1)
 
