@@ -69,3 +69,46 @@ def test_submitit_local_launcher_runs_a_two_task_ddp_training(tmp_path):
     assert json.loads((job_dir / "train_results.json").read_text())["epochs"] == 1
     assert "2 process(es) x micro batch 4 x 1 accumulation step(s) = global batch 8" in \
         (job_dir / "train.log").read_text()
+
+
+NAN_ON_RANK_1 = '''
+import itertools, os, sys
+import robust_seg.training.loop as loop
+
+original = loop.build_train_loss
+
+
+def diverging_on_rank_1(name, num_classes, **options):
+    loss = original(name, num_classes, **options)
+    calls = itertools.count(1)
+
+    class Diverging(type(loss)):
+        def __call__(self, logits, labels):
+            value = super().__call__(logits, labels)
+            return value * float("nan") if os.environ["RANK"] == "1" and next(calls) == 3 else value
+
+    loss.__class__ = Diverging
+    return loss
+
+
+loop.build_train_loss = diverging_on_rank_1
+import runpy
+
+runpy.run_module("robust_seg.train", run_name="__main__", alter_sys=True)
+'''
+
+
+def test_a_loss_diverging_on_one_rank_stops_every_rank(tmp_path):
+    """Rank 1's loss turns NaN at its 3rd step: every rank stops by itself with the one-line error (the decision
+    is collective). Without it only rank 1 stops; torchrun's agent then kills rank 0, but launchers that do not
+    (SLURM tasks through submitit) would leave it waiting in the next gradient all-reduce until the timeout."""
+    script = tmp_path / "diverge.py"
+    script.write_text(NAN_ON_RANK_1)
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    completed = subprocess.run([*torchrun, str(script), *SAME_PROBLEM, "schedule.epochs=5", "run_name=diverge"],
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode != 0
+    assert completed.stderr.count("training loss is not finite on a rank at epoch 3, step 1") == 2, completed.stderr[-3000:]
+    state = torch.load(tmp_path / "outputs/train/diverge/checkpoints/last.pt", weights_only=True)
+    assert state["epoch"] == 2

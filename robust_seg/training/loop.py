@@ -28,7 +28,7 @@ from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.models import build_model
 from robust_seg.reporting.files import atomic_torch_save, atomic_write_json
 from robust_seg.reporting.logger import RunLogger
-from robust_seg.runtime import init_distributed, seed_everything, select_device, shared_run_dir
+from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
 from robust_seg.training.adversary import adversarial_examples
 from robust_seg.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from robust_seg.training.losses import TrainLoss, build_train_loss
@@ -37,6 +37,16 @@ from robust_seg.training.validation import validate
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/last.pt"
+
+
+def loss_is_finite_everywhere(loss: torch.Tensor, distributed: Distributed) -> bool:
+    """Whether the loss is finite on every rank. Under DDP the decision is collective (one scalar all-reduce),
+    so that a rank whose loss diverged stops all of them together instead of leaving the others waiting in
+    the next gradient all-reduce."""
+    finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    if distributed.enabled:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item() > 0)
 
 
 class TrainingDiverged(RobustSegError):
@@ -166,9 +176,10 @@ def train(cfg, run_dir: str | Path) -> dict:
                     with sync, torch.autocast(device.type, enabled=use_amp):
                         loss = training_loss(network, images, labels, train_loss, cfg.auxiliary_weight)
                         scaler.scale(loss / accumulation).backward()
-                    if not torch.isfinite(loss):
+                    if not loss_is_finite_everywhere(loss, distributed):
                         raise TrainingDiverged(
-                            f"training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
+                            f"training loss is {loss.item() if distributed.world_size == 1 else 'not finite on a rank'} "
+                            f"at epoch {epoch + 1}, step {step + 1}; the last good "
                             f"checkpoint is kept in {checkpoint_path} (lower optimizer.lr or enable warmup)")
                     running += loss.detach()
                     seen += 1
