@@ -19,7 +19,7 @@ from robust_seg.attacks.config import AttackConfig
 from robust_seg.data.config import DatasetConfig
 from robust_seg.models.config import ModelConfig
 from robust_seg.reporting.config import LoggerConfig
-from robust_seg.training.config import OptimizerConfig, ScheduleConfig, SchemeConfig
+from robust_seg.training.config import AdversarialConfig, OptimizerConfig, ScheduleConfig, SchemeConfig
 
 
 @dataclass
@@ -91,6 +91,29 @@ class EvaluateConfig(RunConfig):
     figure_images: int = 4
 
 
+@dataclass
+class PretrainConfig:
+    """``python -m robust_seg.pretrain`` (configs/pretrain.yaml): classifier pre-training of ``model``'s backbone
+    on the synthetic dominant-class task (robust_seg/training/pretraining.py)."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1
+    seed: int = 0
+    eval_every: int = 4
+    threads: Optional[int] = None
+    adversarial: Optional[AdversarialConfig] = None
+    """None: clean pre-training; ``adversarial=${robust_preset}``: PGD AT with these settings."""
+    robust_preset: AdversarialConfig = field(default_factory=lambda: AdversarialConfig(steps=2))
+    robust_eval: RobustEvalConfig = field(default_factory=lambda: RobustEvalConfig(max_images=128))
+    output: Optional[str] = None
+    run_name: Optional[str] = None
+
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -113,3 +136,4 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="evaluate_schema", node=EvaluateConfig)
+    store.store(name="pretrain_schema", node=PretrainConfig)

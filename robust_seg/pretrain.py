@@ -5,6 +5,9 @@ import hydra
 from omegaconf import DictConfig
 
 from robust_seg.cli import report_user_errors
+from robust_seg.config import register_configs
+
+register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")

@@ -27,7 +27,7 @@ started=$(date +%s)
 for init in clean robust; do
   adversarial=null
   [ "$init" = robust ] && adversarial='${robust_preset}'
-  [ -f "$OUT/backbone_$init.pt" ] || "$PYTHON" -m robust_seg.pretrain "+run_name=${NAME}_$init" \
+  [ -f "$OUT/backbone_$init.pt" ] || "$PYTHON" -m robust_seg.pretrain "run_name=${NAME}_$init" \
       epochs="$PRETRAIN_EPOCHS" dataset.synthetic.num_train="$PRETRAIN_IMAGES" "adversarial=$adversarial" threads="$THREADS" \
       output="$OUT/backbone_$init.pt"
 done

@@ -154,3 +154,19 @@ def test_pretrained_backbone_loads_as_the_segmentation_backbone(tmp_path):
     model = build_model(model_cfg, 6)
     for key, value in classifier.backbone.state_dict().items():
         assert torch.equal(model.backbone().state_dict()[key], value), key
+
+
+def test_pretrain_config_is_validated_by_its_schema():
+    """configs/pretrain.yaml composes against robust_seg.config.PretrainConfig: the robust preset resolves to
+    the AT settings, and a wrong type or an unknown key fails at composition."""
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = compose_config("pretrain", ["adversarial=${robust_preset}", "run_name=demo"])
+    assert cfg.adversarial.steps == 2 and cfg.adversarial.step_size == 0.01 and cfg.run_name == "demo"
+    assert compose_config("pretrain").adversarial is None
+    for bad, named in ((["epochs=many"], "epochs"), (["epoch=3"], "epoch"), (["robust_preset.stepz=3"], "stepz"),
+                       (["robust_eval.max_images=lots"], "max_images")):
+        with pytest.raises((ConfigCompositionException, OmegaConfBaseException)) as error:
+            compose_config("pretrain", bad)
+        assert named in str(error.value)
