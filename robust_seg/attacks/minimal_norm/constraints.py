@@ -76,3 +76,125 @@ def decayed_constraint_mask(constraints: torch.Tensor, valid: torch.Tensor, vali
     top = flat.topk(largest + 1, dim=1).values
     threshold = top.gather(1, dropped.to(top.device).unsqueeze(1)).squeeze(1)
     return valid & (constraints <= threshold.view(-1, *[1] * (constraints.ndim - 1)))
+
+
+def _equal(logits: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """[logits == value] as 0/1 of the logits' dtype into ``out``, (B, K, H, W) against (B, H, W).
+
+    1 - sign(z - v)^2, exact for finite values (z - v == 0 iff z == v), and several
+    times faster on a CPU than a bool comparison followed by a conversion.
+    """
+    sign = torch.sub(logits, value.unsqueeze(1), out=out).sign_()
+    return sign.mul_(sign).neg_().add_(1)
+
+
+class DLRPlus:
+    """DLR+ / tDLR+ of fixed labels (as ``dlr_plus``) with its exact gradient w.r.t. the logits, without autograd.
+
+    ALMA prox evaluates the constraint once per iteration and back-propagates one
+    weighted sum of it. ``topk`` along the class dimension and the autograd graph of
+    ``dlr_plus`` (gather, scatter, amax, topk backward) cost as much as a tenth of a
+    small model's forward and backward on a CPU, so here
+      - the largest logits come from a min/max insertion network over the class slices
+        (exact: every output is one of the inputs, ties included, as ``topk`` values);
+      - z_y and max_{i != y} z_i use a one-hot of the labels and a -inf offset, built once;
+      - the prediction is the first index attaining the maximum (``argmax``'s rule);
+      - ``gradient(g)`` returns g * d DLR+ / d z, each term routed to the class attaining
+        the logit it differentiates, with the floating-point formulas of autograd on ``dlr_plus``;
+      - all per-pixel and per-logit results live in buffers allocated at the first call
+        (fresh tensors of these sizes cost page faults on every call on a CPU).
+    The values equal ``dlr_plus`` bit for bit; the gradient equals autograd's except at
+    exact logit ties (``topk`` and ``amax`` route a tied derivative differently). The
+    returned tensors are overwritten by the next call.
+    """
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, targeted: bool, dtype: torch.dtype):
+        needed = 4 if targeted else 3
+        if num_classes < needed:
+            raise ValueError(f"{'tDLR+' if targeted else 'DLR+'} needs at least {needed} classes, got {num_classes}")
+        self.targeted = targeted
+        self.needed = needed
+        self.num_classes = num_classes
+        device = labels.device
+        classes = torch.arange(num_classes, device=device).view(1, -1, 1, 1)
+        one_hot = _safe_labels(labels) == classes
+        self.one_hot = one_hot.to(dtype)
+        self.minus_inf_at_label = torch.zeros(one_hot.shape, dtype=dtype, device=device).masked_fill_(
+            one_hot, float("-inf"))
+        self.reversed_classes = (num_classes - 1 - classes).to(dtype)
+        logit_buffer = lambda: torch.empty(one_hot.shape, dtype=dtype, device=device)
+        pixel_buffer = lambda: torch.empty(labels.shape, dtype=dtype, device=device)
+        self.scratch, self.at_max, self.at_other, self.gradient_buffer = (logit_buffer() for _ in range(4))
+        self.top = [pixel_buffer() for _ in range(needed)]
+        self.spare = [pixel_buffer() for _ in range(2)]
+        (self.label_logit, self.other_max, self.difference, self.denominator, self.values,
+         self.on_difference, self.on_denominator) = (pixel_buffer() for _ in range(7))
+        self.predictions = torch.empty(labels.shape, dtype=torch.long, device=device)
+        self.logits = None
+
+    def _largest(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """The 3 (4 if targeted) largest values per pixel, in decreasing order (insertion network)."""
+        top, spare = self.top, self.spare
+        filled = 0
+        for value in logits.unbind(1):
+            free = 0
+            for slot in range(filled):
+                if slot == self.needed - 1:
+                    torch.maximum(top[slot], value, out=top[slot])
+                    break
+                smaller = torch.minimum(top[slot], value, out=spare[free])
+                torch.maximum(top[slot], value, out=top[slot])
+                value, free = smaller, 1 - free
+            else:
+                top[filled].copy_(value)
+                filled += 1
+        return top
+
+    def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(DLR+ per pixel (B, H, W), predictions (B, H, W) long) of the logits (B, K, H, W), detached."""
+        logits = self.logits = logits.detach()
+        top = self._largest(logits)
+        torch.sum(torch.mul(logits, self.one_hot, out=self.scratch), 1, out=self.label_logit)
+        torch.amax(torch.add(logits, self.minus_inf_at_label, out=self.scratch), 1, out=self.other_max)
+        if self.targeted:
+            torch.sub(self.other_max, self.label_logit, out=self.difference)
+            torch.add(top[2], top[3], out=self.denominator).mul_(-0.5).add_(top[0])
+        else:
+            torch.sub(self.label_logit, self.other_max, out=self.difference)
+            torch.sub(top[0], top[2], out=self.denominator)
+        self.unclamped = self.denominator >= DENOMINATOR_FLOOR
+        self.denominator.clamp_min_(DENOMINATOR_FLOOR)
+        torch.div(self.difference, self.denominator, out=self.values)
+        at_max = _equal(logits, top[0], self.at_max)
+        first_max = torch.amax(torch.mul(at_max, self.reversed_classes, out=self.scratch), 1, out=self.label_logit)
+        torch.sub(self.num_classes - 1, first_max, out=self.on_difference)  # first index attaining the maximum
+        self.predictions.copy_(self.on_difference)
+        return self.values, self.predictions
+
+    def gradient(self, upstream: torch.Tensor) -> torch.Tensor:
+        """upstream * d DLR+ / d logits (B, K, H, W) at the logits of the last call; upstream (B, H, W).
+
+        Every class gets at most two nonzero terms, summed as autograd sums them, so
+        the result is autograd's to the bit wherever the logits have no ties.
+        """
+        logits, top, clamped = self.logits, self.top, self.denominator
+        on_difference = torch.div(upstream, clamped, out=self.on_difference)  # div backward, then clamp_min's
+        on_denominator = torch.div(self.difference, clamped, out=self.on_denominator).div_(clamped)
+        on_denominator.mul_(-upstream).mul_(self.unclamped)
+        at_other = _equal(torch.add(logits, self.minus_inf_at_label, out=self.at_other), self.other_max,
+                          self.at_other)
+        gradient, scratch = self.gradient_buffer, self.scratch
+        if self.targeted:  # (max_{i != t} z_i - z_t) / (t1 - (t3 + t4) / 2)
+            torch.mul(self.one_hot, (-on_difference).unsqueeze(1), out=gradient)
+            gradient.addcmul_(at_other, on_difference.unsqueeze(1))
+            gradient.addcmul_(self.at_max, on_denominator.unsqueeze(1))
+            half = (-0.5 * on_denominator).unsqueeze(1)
+            gradient.addcmul_(_equal(logits, top[2], scratch), half)
+            gradient.addcmul_(_equal(logits, top[3], scratch), half)
+        else:  # (z_y - max_{i != y} z_i) / (t1 - t3)
+            torch.mul(self.one_hot, on_difference.unsqueeze(1), out=gradient)
+            gradient.addcmul_(at_other, (-on_difference).unsqueeze(1))
+            gradient.addcmul_(self.at_max, on_denominator.unsqueeze(1))
+            gradient.addcmul_(_equal(logits, top[2], scratch), (-on_denominator).unsqueeze(1))
+        self.logits = None
+        return gradient
