@@ -28,3 +28,30 @@ def p2_penalty_derivative(y: torch.Tensor, rho: torch.Tensor, mu: torch.Tensor) 
     below = mu / (1 - rho.clamp(min=1) * negative).square()
     above = mu + 2 * mu * rho * y + 0.5 * rho.square() * y.square()
     return torch.where(y >= 0, above, below)
+
+
+class P2Derivative:
+    """P'(y, rho, mu) of eq. 5.9 for a fixed y and several (rho, mu), into reused buffers (ALMA prox).
+
+    Branch-free form of ``p2_penalty_derivative``:
+        P' = mu (1 + 2 rho y+) / (1 - max(1, rho) y-)^2 + (rho y+)^2 / 2,  y+ = max(y, 0), y- = min(y, 0)
+    (y >= 0: the denominator is 1; y < 0: the numerator is 1 and the last term 0), so no
+    branch is evaluated and discarded and no per-call tensor is allocated.
+    """
+
+    def __init__(self, like: torch.Tensor):
+        self.positive, self.negative, self.numerator, self.denominator, self.rho_y = (
+            torch.empty_like(like) for _ in range(5))
+
+    def set_y(self, y: torch.Tensor) -> None:
+        torch.clamp(y, min=0, out=self.positive)
+        torch.clamp(y, max=0, out=self.negative)
+
+    def __call__(self, rho: torch.Tensor, rho_at_least_one: torch.Tensor, mu: torch.Tensor,
+                 out: torch.Tensor) -> torch.Tensor:
+        """P' at the last ``set_y`` into ``out``; ``rho_at_least_one`` = max(1, rho)."""
+        rho_y = torch.mul(rho, self.positive, out=self.rho_y)
+        numerator = torch.add(rho_y, rho_y, out=self.numerator).add_(1)
+        denominator = torch.mul(rho_at_least_one, self.negative, out=self.denominator).neg_().add_(1).square_()
+        torch.div(numerator, denominator, out=out).mul_(mu)
+        return out.addcmul_(rho_y, rho_y, value=0.5)
