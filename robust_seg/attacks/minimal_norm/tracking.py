@@ -61,16 +61,16 @@ class BestIterate:
             success, best_norm, best_apsr = self.success[index], self.norm[index], self.apsr[index]
         better = torch.where(success, is_adv & (norm <= best_norm), is_adv | (apsr_values > best_apsr))
         view = better.view(-1, *[1] * (adv.ndim - 1))
-        new_adv = torch.where(view, adv.detach(), self.adv if index is None else self.adv[index])
-        new_pred = torch.where(better.view(-1, 1, 1), predictions,
-                               self.predictions if index is None else self.predictions[index])
         new_apsr = torch.where(better, apsr_values, best_apsr)
         new_norm = torch.where(better, norm, best_norm)
         new_success = success | is_adv
-        if index is None:
-            self.adv, self.predictions, self.apsr, self.norm, self.success = (
-                new_adv, new_pred, new_apsr, new_norm, new_success)
+        if index is None:  # in place: no fresh image-sized tensors per iteration
+            torch.where(view, adv.detach(), self.adv, out=self.adv)
+            torch.where(better.view(-1, 1, 1), predictions, self.predictions, out=self.predictions)
+            self.apsr, self.norm, self.success = new_apsr, new_norm, new_success
         else:
+            new_adv = torch.where(view, adv.detach(), self.adv[index])
+            new_pred = torch.where(better.view(-1, 1, 1), predictions, self.predictions[index])
             self.adv[index], self.predictions[index], self.apsr[index] = new_adv, new_pred, new_apsr
             self.norm[index], self.success[index] = new_norm, new_success
         return is_adv
