@@ -115,3 +115,58 @@ def test_alma_prox_reports_failure_with_best_apsr():
     assert not result.extras["success"].any()
     assert (result.extras["apsr"] < 0.99).all()
     assert set(result.extras) >= {"norm", "apsr", "success", "forwards", "backwards"}
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+@pytest.mark.parametrize("classes", [4, 6, 21])
+def test_dlr_plus_object_matches_dlr_plus_and_autograd(targeted, classes):
+    """DLRPlus (ALMA prox's constraint): values bit for bit, argmax predictions, and autograd's logit gradient."""
+    from robust_seg.attacks.minimal_norm.constraints import DLRPlus
+
+    generator = torch.Generator().manual_seed(classes)
+    labels = torch.randint(0, classes, (3, 9, 7), generator=generator)
+    labels[:, 0] = 255
+    constraint = DLRPlus(labels, classes, targeted, torch.float32)
+    for _ in range(2):  # buffers are reused across calls
+        logits = torch.randn(3, classes, 9, 7, generator=generator)
+        upstream = torch.randn(3, 9, 7, generator=generator)
+        values, predictions = constraint(logits)
+        leaf = logits.clone().requires_grad_(True)
+        reference = dlr_plus(leaf, labels, targeted)
+        (expected,) = torch.autograd.grad(reference, leaf, grad_outputs=upstream)
+        assert torch.equal(values, reference.detach())
+        assert torch.equal(predictions, logits.argmax(1))
+        assert torch.equal(constraint.gradient(upstream), expected)
+    with pytest.raises(ValueError, match="needs at least"):
+        DLRPlus(labels, 3, True, torch.float32)
+
+
+def test_penalty_derivative_object_matches_the_function():
+    from robust_seg.attacks.minimal_norm.penalties import P2Derivative
+
+    generator = torch.Generator().manual_seed(1)
+    y = torch.cat([torch.randn(300, generator=generator, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)])
+    derivative = P2Derivative(y)
+    derivative.set_y(y)
+    for _ in range(2):
+        rho = 10 ** (6 * torch.rand(305, generator=generator, dtype=torch.float64) - 2)
+        mu = 10 ** (4 * torch.rand(305, generator=generator, dtype=torch.float64) - 2)
+        out = derivative(rho, rho.clamp(min=1), mu, out=torch.empty_like(y))
+        assert torch.allclose(out, p2_penalty_derivative(y, rho, mu), rtol=1e-12, atol=0)
+        assert torch.equal(out[-5:], mu[-5:])  # P'(0) = mu exactly
+
+
+def test_constraint_mask_matches_decayed_constraint_mask():
+    from robust_seg.attacks.minimal_norm.alma_prox import constraint_mask
+
+    generator = torch.Generator().manual_seed(2)
+    constraints = torch.randn(3, 10, 10, generator=generator)
+    valid = torch.rand(3, 10, 10, generator=generator) > 0.2
+    valid[2] = False  # an image without labelled pixels
+    counts = valid.flatten(1).sum(1)
+    labelled = valid.float()
+    offset = torch.zeros(3, 10, 10).masked_fill_(~valid, float("-inf"))
+    for fraction in (0.0, 0.01, 0.05, 0.3):
+        out = constraint_mask(constraints, labelled, offset, counts.tolist(), fraction, torch.empty_like(constraints),
+                              torch.empty_like(constraints))
+        assert torch.equal(out.bool(), decayed_constraint_mask(constraints.double(), valid, counts, fraction))

@@ -82,3 +82,43 @@ def test_prox_limits_and_float32():
     assert single.dtype == torch.float32
     assert (images.float() + single).min() >= 0 and (images.float() + single).max() <= 1
     assert torch.allclose(single.double(), prox_linf_box(delta, images, lam), atol=2e-5)  # float32 keeps the precision
+
+
+@pytest.mark.parametrize("with_metric", [False, True])
+def test_prox_with_a_narrowed_initial_bracket(with_metric):
+    """ALMA prox's regime: components near +-beta0 moved by about lambda, so beta* lies within lambda / 4
+    or 4 lambda of the largest component (the narrowed brackets of BRACKET_WIDTHS), or far below it
+    (large lambda: the search starts from [0, u]). Every case matches the grid optimum."""
+    generator = torch.Generator().manual_seed(5)
+    images = 0.25 + 0.5 * torch.rand(5, 3, 6, 6, generator=generator, dtype=torch.float64)
+    lam = torch.tensor([1e-4, 1e-3, 1e-3, 1e-2, 3.0], dtype=torch.float64)
+    sign = torch.randn(5, 3, 6, 6, generator=generator, dtype=torch.float64).sign()
+    noise = torch.randn(5, 3, 6, 6, generator=generator, dtype=torch.float64)
+    delta = sign * (0.1 + lam.clamp(max=1e-2).view(-1, 1, 1, 1) * noise)
+    delta[1] = 0.1 * sign[1] + 1e-3 * noise[1].abs() * (noise[1] > 1.5)  # a few components above the rest
+    metric = None
+    if with_metric:  # image 3: a tiny metric, so beta* lies far below u - 4 lambda (no narrowed bracket holds)
+        metric = 10 ** (2 * torch.rand(5, 3, 6, 6, generator=generator, dtype=torch.float64) - 1)
+        metric[3] *= 1e-3
+    reference = grid_solution(delta, images, lam, metric)
+    fine = prox_linf_box(delta, images, lam, metric=metric, precision=1e-8)
+    largest = torch.clamp(delta, -images, 1 - images).flatten(1).abs().amax(1)
+    shrink = (largest - fine.flatten(1).abs().amax(1)) / lam  # (u - beta*) / lambda
+    assert shrink.min() < 0.25 and ((shrink > 0.25) & (shrink < 4)).any()
+    assert not with_metric or shrink[3] > 4
+    assert torch.allclose(objective(fine, delta, lam, metric), reference, atol=1e-6, rtol=0)
+    default = prox_linf_box(delta, images, lam, metric=metric)
+    assert (objective(default, delta, lam, metric) - reference).abs().max() < 2e-5
+
+
+def test_prox_object_reuses_its_buffers_and_reports_the_norm():
+    from robust_seg.attacks.minimal_norm.prox import LinfBoxProx
+
+    delta, images, lam, metric = random_problem(13, 0.3, True)
+    prox = LinfBoxProx(images)
+    out = torch.empty_like(delta)
+    for scale in (1.0, 0.1):  # a second call on the same buffers gives the fresh result
+        result = prox(scale * delta, lam, metric=metric, out=out)
+        assert result.data_ptr() == out.data_ptr()
+        assert torch.equal(result, prox_linf_box(scale * delta, images, lam, metric=metric))
+        assert torch.equal(prox.norm, result.flatten(1).abs().amax(1))

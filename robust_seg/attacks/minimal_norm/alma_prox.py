@@ -32,11 +32,13 @@ Choices where the thesis is not explicit (documented here and in the report):
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
-from robust_seg.attacks.minimal_norm.constraints import decayed_constraint_mask, dlr_plus, top_logits
-from robust_seg.attacks.minimal_norm.penalties import p2_penalty_derivative
-from robust_seg.attacks.minimal_norm.prox import DEFAULT_PRECISION, prox_linf_box
+from robust_seg.attacks.minimal_norm.constraints import DLRPlus
+from robust_seg.attacks.minimal_norm.penalties import P2Derivative
+from robust_seg.attacks.minimal_norm.prox import DEFAULT_PRECISION, LinfBoxProx
 from robust_seg.attacks.minimal_norm.tracking import AttackProblem, BestIterate
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.apsr import DEFAULT_NU
@@ -81,56 +83,90 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     problem = AttackProblem(images, labels, targeted, target_labels)
     tracker = BestIterate(problem, nu)
     images = problem.images
-    batch, device = images.shape[0], images.device
+    batch, device, dtype = images.shape[0], images.device, images.dtype
     pixel_shape = problem.valid.shape
+    pixels = lambda: torch.empty(pixel_shape, dtype=dtype, device=device)
     to_pixels = lambda per_image: per_image.view(-1, 1, 1)
+    labelled = problem.valid.to(dtype)  # m
+    unlabelled_offset = torch.zeros(pixel_shape, dtype=dtype, device=device).masked_fill_(
+        ~problem.valid, float("-inf"))
+    valid_counts = problem.valid_counts.tolist()
 
     delta = torch.zeros_like(images)
     second_moment = torch.zeros_like(images)
-    mu = torch.full(pixel_shape, mu_init, dtype=torch.float64, device=device)
-    rho = torch.full(pixel_shape, rho_init, dtype=torch.float64, device=device)
+    metric = torch.empty_like(images)
+    prox = LinfBoxProx(images, prox_precision)
+    mu = torch.full(pixel_shape, mu_init, dtype=dtype, device=device)
+    rho = torch.full(pixel_shape, rho_init, dtype=dtype, device=device)
+    rho_at_least_one = rho.clamp(min=1)
     scale = torch.ones(batch, dtype=torch.float64, device=device)
     first_success = torch.full((batch,), iterations // 2, dtype=torch.long, device=device)
-    satisfied_recently = torch.zeros(pixel_shape, dtype=torch.bool, device=device)
+    window_min = torch.full(pixel_shape, float("inf"), dtype=dtype, device=device)  # min of d since the last check
     reference_constraints = None
+    kept, scaled, multiplier, scratch = pixels(), pixels(), pixels(), pixels()
+    derivative = P2Derivative(kept)
+    constraint = None
+    norm = torch.zeros(batch, dtype=dtype, device=device)  # ||delta||_inf of the iterate being evaluated
 
     for t in range(1, iterations + 1):
         delta.requires_grad_(True)
         adv = images + delta
         logits = model(adv)
-        top = top_logits(logits, targeted)
-        constraints = dlr_plus(logits, problem.constraint_labels, targeted, top=top) + constraint_margin
-        predictions = top.indices[:, 0]
+        if constraint is None:
+            constraint = DLRPlus(problem.constraint_labels, logits.shape[1], targeted, logits.dtype)
+        d, predictions = constraint(logits)
+        d.add_(constraint_margin)  # eq. 5.3
         apsr_values = problem.apsr(predictions)
-        is_adv = tracker.update(adv, predictions, apsr_values, delta.detach().flatten(1).abs().amax(1))
+        is_adv = tracker.update(adv, predictions, apsr_values, norm)
         if t <= iterations // 2:
             first_success = torch.where(is_adv & (first_success == iterations // 2), t, first_success)
 
         scale = (scale / torch.where(is_adv, 1 + scale_rate, 1 - scale_rate)).clamp(scale_min, 1.0)  # eq. 5.8
-        d = constraints.detach().double()
-        kept = decayed_constraint_mask(d, problem.valid, problem.valid_counts,
-                                       dropped_fraction(constraint_masking, nu, t, iterations))  # eq. 5.6
-        scaled = to_pixels(scale) * d
-        mu_hat = kept * p2_penalty_derivative(scaled, rho, mu)
-        mu = (alpha * mu + (1 - alpha) * mu_hat).clamp(mu_min, mu_max)
+        scale_pixels = to_pixels(scale.to(dtype))
+        constraint_mask(d, labelled, unlabelled_offset, valid_counts,
+                        dropped_fraction(constraint_masking, nu, t, iterations), kept, scratch)  # eq. 5.6
+        derivative.set_y(torch.mul(d, scale_pixels, out=scaled))
+        mu_hat = derivative(rho, rho_at_least_one, mu, out=multiplier).mul_(kept)
+        mu.mul_(alpha).add_(mu_hat, alpha=1 - alpha).clamp_(mu_min, mu_max)
 
-        satisfied_recently |= d <= 0
+        torch.minimum(window_min, d, out=window_min)
         if reference_constraints is None:
-            reference_constraints = d
+            reference_constraints = d.clone()
         elif t % check_every == 0:
-            improved = satisfied_recently | (d <= improvement_rate * reference_constraints)
-            rho = torch.where(kept & ~improved, rho_increase * rho, rho)
-            reference_constraints = d
-            satisfied_recently = torch.zeros_like(satisfied_recently)
+            improved = (window_min <= 0) | (d <= improvement_rate * reference_constraints)
+            rho = torch.where((kept > 0) & ~improved, rho_increase * rho, rho)
+            torch.clamp(rho, min=1, out=rho_at_least_one)
+            reference_constraints.copy_(d)
+            window_min.fill_(float("inf"))
 
-        loss_gradient = kept * to_pixels(scale) * p2_penalty_derivative(scaled, rho, mu)
-        (gradient,) = torch.autograd.grad(constraints, delta, grad_outputs=loss_gradient.to(constraints.dtype))
+        loss_gradient = derivative(rho, rho_at_least_one, mu, out=multiplier).mul_(kept).mul_(scale_pixels)
+        (gradient,) = torch.autograd.grad(logits, delta, grad_outputs=constraint.gradient(loss_gradient))
         tracker.count()
 
-        second_moment.mul_(alpha).addcmul_(gradient, gradient, value=1 - alpha)
-        metric = (second_moment / (1 - alpha ** t)).sqrt_().add_(metric_epsilon)  # eq. 5.18
-        step = step_size_schedule(t, first_success, iterations, step_size_init, step_size_final).to(images.dtype)
-        forward = delta.detach() - step.view(-1, 1, 1, 1) * gradient / metric
-        delta = prox_linf_box(forward, images, step, metric=metric, precision=prox_precision)  # eq. 5.17
+        with torch.no_grad():
+            second_moment.mul_(alpha).addcmul_(gradient, gradient, value=1 - alpha)
+            torch.div(second_moment, 1 - alpha ** t, out=metric).sqrt_().add_(metric_epsilon)  # eq. 5.18
+            step = step_size_schedule(t, first_success, iterations, step_size_init, step_size_final).to(dtype)
+            forward = torch.sub(delta, gradient.mul_(step.view(-1, 1, 1, 1)).div_(metric), out=gradient)
+            prox(forward, step, metric=metric, out=delta)  # eq. 5.17
+            norm = prox.norm
 
     return tracker.result()
+
+
+def constraint_mask(constraints: torch.Tensor, labelled: torch.Tensor, unlabelled_offset: torch.Tensor,
+                    valid_counts: list[int], dropped_fraction: float, out: torch.Tensor,
+                    scratch: torch.Tensor) -> torch.Tensor:
+    """``decayed_constraint_mask`` as 0/1 of the constraints' dtype into ``out``, without bool or fresh tensors.
+
+    labelled: m as 0/1; unlabelled_offset: -inf on unlabelled pixels, else 0.
+    """
+    dropped = [math.floor(count * dropped_fraction + 1e-9) for count in valid_counts]
+    largest = max(dropped, default=0)
+    if largest == 0:
+        return out.copy_(labelled)
+    flat = torch.add(constraints, unlabelled_offset, out=scratch).flatten(1)
+    top = flat.topk(largest + 1, dim=1).values
+    threshold = top.gather(1, torch.tensor(dropped, device=top.device).unsqueeze(1))
+    above = torch.sub(constraints.flatten(1), threshold, out=scratch.flatten(1)).clamp_min_(0).sign_()  # [d > xi]
+    return torch.addcmul(labelled, labelled, above.view_as(labelled), value=-1, out=out)
