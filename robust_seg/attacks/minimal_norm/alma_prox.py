@@ -28,7 +28,8 @@ Choices where the thesis is not explicit (documented here and in the report):
   reaches APSR >= nu (at the latest N/2, so the decay always happens), then
   exponential decay to lambda_N at t = N (the exploration / exploitation schedule of
   Sec. 4.3.2.3).
-- Penalty parameters and multipliers are kept in float64.
+- Penalty parameters, multipliers and constraints are float32 (the constraints are float32 model
+  outputs; rho <= 0.01 x 2^(N/M) and mu <= 1e12 stay far from float32 limits).
 """
 from __future__ import annotations
 
