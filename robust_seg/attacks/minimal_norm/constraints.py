@@ -155,7 +155,7 @@ class DLRPlus:
         logits = self.logits = logits.detach()
         top = self._largest(logits)
         torch.sum(torch.mul(logits, self.one_hot, out=self.scratch), 1, out=self.label_logit)
-        torch.amax(torch.add(logits, self.minus_inf_at_label, out=self.scratch), 1, out=self.other_max)
+        torch.amax(torch.add(logits, self.minus_inf_at_label, out=self.at_other), 1, out=self.other_max)
         if self.targeted:
             torch.sub(self.other_max, self.label_logit, out=self.difference)
             torch.add(top[2], top[3], out=self.denominator).mul_(-0.5).add_(top[0])
@@ -180,21 +180,18 @@ class DLRPlus:
         logits, top, clamped = self.logits, self.top, self.denominator
         on_difference = torch.div(upstream, clamped, out=self.on_difference)  # div backward, then clamp_min's
         on_denominator = torch.div(self.difference, clamped, out=self.on_denominator).div_(clamped)
-        on_denominator.mul_(-upstream).mul_(self.unclamped)
-        at_other = _equal(torch.add(logits, self.minus_inf_at_label, out=self.at_other), self.other_max,
-                          self.at_other)
+        on_denominator.mul_(upstream).neg_().mul_(self.unclamped)  # -upstream * ((d / c) / c)
+        at_other = _equal(self.at_other, self.other_max, self.at_other)  # at_other holds z + (-inf at the label)
         gradient, scratch = self.gradient_buffer, self.scratch
         if self.targeted:  # (max_{i != t} z_i - z_t) / (t1 - (t3 + t4) / 2)
-            torch.mul(self.one_hot, (-on_difference).unsqueeze(1), out=gradient)
-            gradient.addcmul_(at_other, on_difference.unsqueeze(1))
+            gradient.copy_(at_other).sub_(self.one_hot).mul_(on_difference.unsqueeze(1))
             gradient.addcmul_(self.at_max, on_denominator.unsqueeze(1))
-            half = (-0.5 * on_denominator).unsqueeze(1)
+            half = on_denominator.mul_(-0.5).unsqueeze(1)
             gradient.addcmul_(_equal(logits, top[2], scratch), half)
             gradient.addcmul_(_equal(logits, top[3], scratch), half)
         else:  # (z_y - max_{i != y} z_i) / (t1 - t3)
-            torch.mul(self.one_hot, on_difference.unsqueeze(1), out=gradient)
-            gradient.addcmul_(at_other, (-on_difference).unsqueeze(1))
+            torch.sub(self.one_hot, at_other, out=gradient).mul_(on_difference.unsqueeze(1))
             gradient.addcmul_(self.at_max, on_denominator.unsqueeze(1))
-            gradient.addcmul_(_equal(logits, top[2], scratch), (-on_denominator).unsqueeze(1))
+            gradient.addcmul_(_equal(logits, top[2], scratch), on_denominator.neg_().unsqueeze(1))
         self.logits = None
         return gradient
