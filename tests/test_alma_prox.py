@@ -170,3 +170,21 @@ def test_constraint_mask_matches_decayed_constraint_mask():
         out = constraint_mask(constraints, labelled, offset, counts.tolist(), fraction, torch.empty_like(constraints),
                               torch.empty_like(constraints))
         assert torch.equal(out.bool(), decayed_constraint_mask(constraints.double(), valid, counts, fraction))
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_attack_problem_apsr_matches_the_metric(targeted):
+    from robust_seg.attacks.minimal_norm.tracking import AttackProblem
+    from robust_seg.metrics.apsr import apsr
+
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 5, (4, 8, 8), generator=generator)
+    labels[0, :2] = 255
+    labels[3] = 255  # no attacked pixel: APSR 0
+    target = torch.randint(0, 5, (4, 8, 8), generator=generator) if targeted else None
+    if targeted:
+        target[1, 3:] = 255
+    problem = AttackProblem(torch.rand(4, 3, 8, 8), labels, targeted, target)
+    for _ in range(3):
+        predictions = torch.randint(0, 5, (4, 8, 8), generator=generator)
+        assert torch.equal(problem.apsr(predictions), apsr(predictions, labels, target))

@@ -11,7 +11,7 @@ import torch
 
 from robust_seg.attacks.invariants import check_linf_box
 from robust_seg.attacks.result import AttackResult
-from robust_seg.metrics.apsr import apsr, attacked_pixels, linf_norms
+from robust_seg.metrics.apsr import attacked_pixels, linf_norms
 from robust_seg.metrics.segmentation import pixel_accuracy
 
 
@@ -29,9 +29,12 @@ class AttackProblem:
         self.constraint_labels = self.target_labels if targeted else labels
         self.valid = attacked_pixels(labels, self.target_labels)
         self.valid_counts = self.valid.flatten(1).sum(1).cpu()
+        self._apsr_denominator = self.valid.flatten(1).sum(1).clamp_min(1).double()
 
     def apsr(self, predictions: torch.Tensor) -> torch.Tensor:
-        return apsr(predictions, self.labels, self.target_labels)
+        """``metrics.apsr.apsr`` (eq. 5.19) with the attacked-pixel mask and counts computed once."""
+        hit = predictions == self.target_labels if self.targeted else predictions != self.labels
+        return (hit & self.valid).flatten(1).sum(1).double() / self._apsr_denominator
 
 
 class BestIterate:
