@@ -9,12 +9,13 @@ optimal beta minimises the convex function (5.14) on [0, ||P_Lambda(delta)||_inf
 (Proposition 5.1). Algorithm 5.1 finds it by ternary search.
 
 Vectorisation choices: every image of the batch runs the same loop. Line 4's step
-count comes from the widest bracket of the batch (one device sync per call; the final
-interval is never wider than the precision for any image). The bracket starts from
-[0, u] (lines 2-3) narrowed by line 12's own test on the pairs (u - w, u) for three
-widths w (``BRACKET_WIDTHS`` x lambda), which is exact by convexity and cuts the 26-29
-steps of an ALMA prox call to ~0-15. Both trial points are evaluated in one pass over
-a stacked buffer, and all buffers are allocated once per attack (``LinfBoxProx``).
+count comes from the widest bracket of the batch (a few device syncs per call; the
+final interval is never wider than the precision for any image). The bracket starts
+from [0, u] (lines 2-3) narrowed by line 12's own test on the pairs (u - w, u) for up
+to three widths w (``BRACKET_WIDTHS`` x lambda, narrowest first, until every image has
+one), which is exact by convexity and cuts the 26-29 steps of an ALMA prox call to
+~0-15. Both trial points are evaluated in one pass over a stacked buffer, and all
+buffers are allocated once per attack (``LinfBoxProx``).
 Since P_Lambda keeps the sign of each component, (p_beta - delta)_i^2 =
 (min(|a_i|, beta) - |delta_i|)^2 with a = P_Lambda(delta). Lines 10-12 only need the
 sign of f_l - f_u, which is computed directly as
@@ -39,7 +40,7 @@ In ALMA prox's forward-backward iteration a step moves every component by at mos
 few lambda, and beta* lies within lambda / 32 or lambda / 4 (failed attack, norm growing)
 or 4 lambda (successful attack, norm shrinking) of the largest component in nearly every
 call; the ternary search then needs 0-3, ~8 or ~15 steps instead of 26-29. Each width
-costs about half a ternary step."""
+costs about half a ternary step; wider ones are only tried while some image has none."""
 
 
 def ternary_search_steps(precision: float = DEFAULT_PRECISION, upper_bound: float = 1.0) -> int:
@@ -104,12 +105,16 @@ class LinfBoxProx:
         # [beta*, u]: strictly, as lambda > 0 or no component lies above beta), so l starts at the
         # largest such u - w, else at 0 (line 2).
         lower = torch.zeros(batch, dtype=flat.dtype, device=flat.device)  # line 2
-        for width in sorted(BRACKET_WIDTHS, reverse=True):  # a narrower bracket replaces a wider one
+        bracketed = torch.zeros(batch, dtype=torch.bool, device=flat.device)
+        for width in sorted(BRACKET_WIDTHS):  # narrowest first; stop once every image has a bracket
             candidate = (upper - width * (twice_lam / 2)).clamp_min_(0)
             holds = excess(torch.minimum(abs_projected, candidate.unsqueeze(1), out=near), abs_projected,
                            candidate, upper) >= 0
-            lower = torch.where(holds, candidate, lower)
-        width = float((upper - lower).max())  # the one device sync: the step count of line 4
+            lower = torch.where(holds & ~bracketed, candidate, lower)
+            bracketed |= holds
+            if bool(bracketed.all()):
+                break
+        width = float((upper - lower).max())  # line 4's step count (a device sync, as the early stop above)
         steps = ternary_search_steps(self.precision, width) if width > self.precision else 0
         for _ in range(steps):
             third = (upper - lower) / 3
