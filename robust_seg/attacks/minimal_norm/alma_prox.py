@@ -109,9 +109,9 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     constraint = None
     norm = torch.zeros(batch, dtype=dtype, device=device)  # ||delta||_inf of the iterate being evaluated
 
+    adv = torch.empty_like(images)  # x + delta, the leaf the gradient is taken at (d/d delta = d/d adv)
     for t in range(1, iterations + 1):
-        delta.requires_grad_(True)
-        adv = images + delta
+        torch.add(images, delta, out=adv).requires_grad_(True)
         logits = model(adv)
         if constraint is None:
             constraint = DLRPlus(problem.constraint_labels, logits.shape[1], targeted, logits.dtype)
@@ -141,7 +141,8 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
             window_min.fill_(float("inf"))
 
         loss_gradient = derivative(rho, rho_at_least_one, mu, out=multiplier).mul_(kept).mul_(scale_pixels)
-        (gradient,) = torch.autograd.grad(logits, delta, grad_outputs=constraint.gradient(loss_gradient))
+        (gradient,) = torch.autograd.grad(logits, adv, grad_outputs=constraint.gradient(loss_gradient))
+        adv.requires_grad_(False)
         tracker.count()
 
         with torch.no_grad():
