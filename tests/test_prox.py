@@ -122,3 +122,14 @@ def test_prox_object_reuses_its_buffers_and_reports_the_norm():
         assert result.data_ptr() == out.data_ptr()
         assert torch.equal(result, prox_linf_box(scale * delta, images, lam, metric=metric))
         assert torch.equal(prox.norm, result.flatten(1).abs().amax(1))
+
+
+def test_prox_of_an_image_does_not_depend_on_the_batch():
+    """Each image runs its own step count (line 4 from its bracket), so a batch gives each image's own result."""
+    delta, images, lam, metric = random_problem(17, 0.3, True)
+    lam[0] = 1e-3  # a narrow bracket next to wide ones
+    delta[0] = 0.1 * delta[0].sign() + 1e-3 * delta[0]
+    batched = prox_linf_box(delta, images, lam, metric=metric)
+    for b in range(delta.shape[0]):
+        single = prox_linf_box(delta[b:b + 1], images[b:b + 1], lam[b:b + 1], metric=metric[b:b + 1])
+        assert torch.equal(single[0], batched[b])

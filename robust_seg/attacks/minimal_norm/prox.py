@@ -8,14 +8,16 @@ For a fixed beta = ||p||_inf the minimiser is p_beta = clip(P_Lambda(delta), -be
 optimal beta minimises the convex function (5.14) on [0, ||P_Lambda(delta)||_inf]
 (Proposition 5.1). Algorithm 5.1 finds it by ternary search.
 
-Vectorisation choices: every image of the batch runs the same loop. Line 4's step
-count comes from the widest bracket of the batch (a few device syncs per call; the
-final interval is never wider than the precision for any image). The bracket starts
-from [0, u] (lines 2-3) narrowed by line 12's own test on the pairs (u - w, u) for up
-to three widths w (``BRACKET_WIDTHS`` x lambda, narrowest first, until every image has
-one), which is exact by convexity and cuts the 26-29 steps of an ALMA prox call to
-~0-15. Both trial points are evaluated in one pass over a stacked buffer, and all
-buffers are allocated once per attack (``LinfBoxProx``).
+Vectorisation choices: every image of the batch runs the same loop, for the largest
+of the images' step counts (a few device syncs per call); an image stops moving after
+its own count, so its result does not depend on the rest of the batch. Each image's
+count ends its bracket at u (2/3)^29 (29 = line 4's count for u = 1 and Delta beta =
+1e-5), as narrow as 29 steps from [0, u], the fixed count used before. The bracket starts from [0, u] (lines 2-3) narrowed by line
+12's own test on the pairs (u - w, u) for up to three widths w (``BRACKET_WIDTHS`` x
+lambda, narrowest first, until every image has one), which is exact by convexity and
+cuts the 29 steps of an ALMA prox call to ~1-20. Both trial points are evaluated in
+one pass over a stacked buffer, and all buffers are allocated once per attack
+(``LinfBoxProx``).
 Since P_Lambda keeps the sign of each component, (p_beta - delta)_i^2 =
 (min(|a_i|, beta) - |delta_i|)^2 with a = P_Lambda(delta). Lines 10-12 only need the
 sign of f_l - f_u, which is computed directly as
@@ -39,7 +41,7 @@ BRACKET_WIDTHS = (1 / 32, 1 / 4, 4.0)
 In ALMA prox's forward-backward iteration a step moves every component by at most a
 few lambda, and beta* lies within lambda / 32 or lambda / 4 (failed attack, norm growing)
 or 4 lambda (successful attack, norm shrinking) of the largest component in nearly every
-call; the ternary search then needs 0-3, ~8 or ~15 steps instead of 26-29. Each width
+call; the ternary search then needs ~1-8, ~13 or ~20 steps instead of 29. Each width
 costs about half a ternary step; wider ones are only tried while some image has none."""
 
 
@@ -114,15 +116,19 @@ class LinfBoxProx:
             bracketed |= holds
             if bool(bracketed.all()):
                 break
-        width = float((upper - lower).max())  # line 4's step count (a device sync, as the early stop above)
-        steps = ternary_search_steps(self.precision, width) if width > self.precision else 0
-        for _ in range(steps):
+        # Line 4 per image: enough steps to end as narrow as the ternary_search_steps(precision) steps from
+        # [0, u] (u (2/3)^29 <= precision for 1e-5, the count for u = 1). The loop runs the batch's largest
+        # count and an image stops moving after its own, so its result does not depend on the batch.
+        target = largest.double() * (2.0 / 3.0) ** ternary_search_steps(self.precision)
+        steps = (torch.log(target / (upper - lower).double()) / math.log(2.0 / 3.0)).ceil_().clamp_min_(0)
+        for step in range(int(steps.max())):  # a device sync, as the early stop above
             third = (upper - lower) / 3
             trial = torch.stack((lower + third, upper - third))  # lines 6-7, (2, B)
             torch.minimum(abs_projected, trial.unsqueeze(-1), out=clipped)  # |p_beta_l|, |p_beta_u|: lines 8-9
             move_lower = excess(near, far, trial[0], trial[1]) >= 0  # lines 10-12
-            lower = torch.where(move_lower, trial[0], lower)
-            upper = torch.where(move_lower, upper, trial[1])
+            running = steps > step
+            lower = torch.where(move_lower & running, trial[0], lower)
+            upper = torch.where(~move_lower & running, trial[1], upper)
         beta = ((lower + upper) / 2).unsqueeze(1)  # line 17
         self.norm = torch.minimum(beta.squeeze(1), largest)
         result = torch.clamp(projected, min=-beta, max=beta, out=None if out is None else out.view(batch, -1))
