@@ -11,8 +11,8 @@ optimal beta minimises the convex function (5.14) on [0, ||P_Lambda(delta)||_inf
 Vectorisation choices: every image of the batch runs the same loop, for the largest
 of the images' step counts (a few device syncs per call); an image stops moving after
 its own count, so its result does not depend on the rest of the batch. Each image's
-count ends its bracket at u (2/3)^29 (29 = line 4's count for u = 1 and Delta beta =
-1e-5), as narrow as 29 steps from [0, u], the fixed count used before. The bracket starts from [0, u] (lines 2-3) narrowed by line
+count is line 4's: the fewest steps that end its bracket no wider than Delta beta = 1e-5
+(29 from [0, 1] at worst, as the thesis states). The bracket starts from [0, u] (lines 2-3) narrowed by line
 12's own test on the pairs (u - w, u) for up to three widths w (``BRACKET_WIDTHS`` x
 lambda, narrowest first, until every image has one), which is exact by convexity and
 cuts the 29 steps of an ALMA prox call to ~1-20. Both trial points are evaluated in
@@ -116,11 +116,10 @@ class LinfBoxProx:
             bracketed |= holds
             if bool(bracketed.all()):
                 break
-        # Line 4 per image: enough steps to end as narrow as the ternary_search_steps(precision) steps from
-        # [0, u] (u (2/3)^29 <= precision for 1e-5, the count for u = 1). The loop runs the batch's largest
-        # count and an image stops moving after its own, so its result does not depend on the batch.
-        target = largest.double() * (2.0 / 3.0) ** ternary_search_steps(self.precision)
-        steps = (torch.log(target / (upper - lower).double()) / math.log(2.0 / 3.0)).ceil_().clamp_min_(0)
+        # Line 4 per image, from the narrowed bracket: ceil(log(Delta beta / (u - l)) / log(2/3)) steps end it no
+        # wider than Delta beta. The loop runs the batch's largest count and an image stops moving after its own,
+        # so its result does not depend on the batch.
+        steps = (torch.log(self.precision / (upper - lower).double()) / math.log(2.0 / 3.0)).ceil_().clamp_min_(0)
         for step in range(int(steps.max())):  # a device sync, as the early stop above
             third = (upper - lower) / 3
             trial = torch.stack((lower + third, upper - third))  # lines 6-7, (2, B)
