@@ -45,9 +45,11 @@ call; the ternary search then needs ~1-8, ~13 or ~20 steps instead of 29. Each w
 costs about half a ternary step; wider ones are only tried while some image has none."""
 
 
-def ternary_search_steps(precision: float = DEFAULT_PRECISION, upper_bound: float = 1.0) -> int:
-    """Line 4 of Algorithm 5.1: ceil(log(precision / u) / log(2/3)) with u the bound on beta*."""
-    return max(0, math.ceil(math.log(precision / upper_bound) / math.log(2.0 / 3.0)))
+def ternary_search_steps(precision: float = DEFAULT_PRECISION, upper_bound: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Line 4 of Algorithm 5.1: ceil(log(precision / u) / log(2/3)), at least 0, with u the width of the bracket
+    of beta* (a float, or one width per image); float64 so that the count is exact at the thesis' 29."""
+    width = torch.as_tensor(upper_bound).double()
+    return (torch.log(precision / width) / math.log(2.0 / 3.0)).ceil_().clamp_min_(0)
 
 
 class LinfBoxProx:
@@ -119,7 +121,7 @@ class LinfBoxProx:
         # Line 4 per image, from the narrowed bracket: ceil(log(Delta beta / (u - l)) / log(2/3)) steps end it no
         # wider than Delta beta. The loop runs the batch's largest count and an image stops moving after its own,
         # so its result does not depend on the batch.
-        steps = (torch.log(self.precision / (upper - lower).double()) / math.log(2.0 / 3.0)).ceil_().clamp_min_(0)
+        steps = ternary_search_steps(self.precision, upper - lower)
         for step in range(int(steps.max())):  # a device sync, as the early stop above
             third = (upper - lower) / 3
             trial = torch.stack((lower + third, upper - third))  # lines 6-7, (2, B)
