@@ -75,9 +75,10 @@ def apgd_stage(
     checkpoints, last_check = set(apgd_checkpoints(iterations)), 0
     lower, upper = linf_box_bounds(images, radius)
     for k in range(iterations):
-        candidate = torch.clamp(points + step * gradient.sign(), lower, upper)
-        if k > 0:
-            candidate = torch.clamp(points + MOMENTUM * (candidate - points) + (1.0 - MOMENTUM) * (points - previous), lower, upper)
+        candidate = torch.addcmul(points, step, gradient.sign()).clamp_(lower, upper)  # z^(k+1)
+        if k > 0:  # x + a (z - x) + (1 - a)(x - x_prev) = a z + 2 (1 - a) x - (1 - a) x_prev, in place
+            candidate.mul_(MOMENTUM).add_(points, alpha=2.0 * (1.0 - MOMENTUM)).sub_(previous, alpha=1.0 - MOMENTUM)
+            candidate.clamp_(lower, upper)
         previous, points = points, candidate
         final = k + 1 == iterations
         evaluation = objective(points, step_offset + k + 2, need_gradient=not final)

@@ -247,7 +247,7 @@ def pgd(
     best = Iterate.of(points, evaluation)
     lower, upper = linf_box_bounds(images, eps)
     for t in range(1, iterations + 1):
-        points = torch.clamp(points + step_size * evaluation.gradient.sign(), lower, upper)
+        points = torch.add(points, evaluation.gradient.sign_(), alpha=step_size).clamp_(lower, upper)  # gradient not reused
         evaluation = objective(points, t + 1, need_gradient=t < iterations)
         best = best.replace_where(evaluation.objective > best.objective, Iterate.of(points, evaluation))
     return attack_result(images, labels, eps, best, objective)
