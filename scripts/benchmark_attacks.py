@@ -8,12 +8,10 @@ Each attack is timed in ``--rounds`` rounds; a round compares the attack with th
 machine load (means on both sides: the attack's time is a sum of passes, bursts included).
 Printed: the median ratio over the rounds and its range. Both wall-clock and process CPU
 time are reported: on a shared machine the CPU-time ratio is the less noisy one. SEA runs with skip_solved=False so
-that every run attacks the whole batch (runs = number of losses). On a CPU one thread by default
-(as ``benchmark_training.py``): the ratio is then the attack's own cost per pass, and rounds agree
-within ~0.03, where on this project's shared 2-core machine two threads make single rounds range
-0.98-1.25. ``--threads 2`` (or ``1,2``) measures with more: the model's large operations split over
-the threads while the attack's bookkeeping, many small operations whose cost is mostly per-call
-overhead, gains little, so the ratio is higher. Targets: ratio <= 1.10 for
+that every run attacks the whole batch (runs = number of losses). ``--threads 1,2`` measures with
+one thread (the attack's own cost per pass) and with two, where the model's large operations split
+over the threads while the attack's bookkeeping, many small operations whose cost is mostly
+per-call overhead, gains little, so the ratio is higher. Targets: ratio <= 1.10 for
 SEA, APGD and PGD; <= 1.15 for ALMA prox (its prox and per-pixel bookkeeping must not dominate).
 
 Usage:
@@ -166,10 +164,9 @@ def main() -> None:
     parser.add_argument("--attacks", default="pgd,apgd,sea,alma_prox")
     parser.add_argument("--threads", type=parse_thread_counts, default=None,
                         help="torch CPU threads, or a comma-separated list to benchmark each in turn (e.g. 1,2); "
-                             "default: 1 on a CPU, torch's default otherwise")
+                             "default: torch's default")
     args = parser.parse_args()
-    thread_counts = args.threads or ([1] if torch.device(args.device).type == "cpu" else [None])
-    for threads in thread_counts:
+    for threads in args.threads or [None]:
         if threads is not None:
             torch.set_num_threads(threads)
         benchmark(args)
