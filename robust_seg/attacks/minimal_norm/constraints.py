@@ -79,13 +79,12 @@ def decayed_constraint_mask(constraints: torch.Tensor, valid: torch.Tensor, vali
 
 
 def _equal(logits: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """[logits == value] as 0/1 of the logits' dtype into ``out``, (B, K, H, W) against (B, H, W).
+    """[logits == value] as 0/1 of the logits' dtype into ``out`` (may be ``logits``), (B, K, H, W) against (B, H, W).
 
-    1 - sign(z - v)^2, exact for finite values (z - v == 0 iff z == v), and several
-    times faster on a CPU than a bool comparison followed by a conversion.
+    The comparison writes the floating-point result directly: on a CPU several times faster
+    than a bool comparison followed by a conversion.
     """
-    sign = torch.sub(logits, value.unsqueeze(1), out=out).sign_()
-    return sign.mul_(sign).neg_().add_(1)
+    return torch.eq(logits, value.unsqueeze(1), out=out)
 
 
 class DLRPlus:
