@@ -11,10 +11,10 @@ def objective(p, delta, lam, metric):
     return 0.5 * (weights * (p - delta) ** 2).flatten(1).sum(1) + lam * p.flatten(1).abs().amax(1)
 
 
-def grid_solution(delta, images, lam, metric, points=200_001):
-    """Independent solution of (5.12): exhaustive fine grid over beta in [0, 1], p_beta = clip(box projection)."""
+def grid_solution(delta, images, lam, metric, points=200_001, upper=1.0):
+    """Independent solution of (5.12): exhaustive fine grid over beta in [0, upper], p_beta = clip(box projection)."""
     values = []
-    betas = torch.linspace(0, 1, points, dtype=torch.float64)
+    betas = torch.linspace(0, upper, points, dtype=torch.float64)
     for b in range(delta.shape[0]):
         d = delta[b].flatten()
         x = images[b].flatten()
@@ -133,3 +133,27 @@ def test_prox_of_an_image_does_not_depend_on_the_batch():
     for b in range(delta.shape[0]):
         single = prox_linf_box(delta[b:b + 1], images[b:b + 1], lam[b:b + 1], metric=metric[b:b + 1])
         assert torch.equal(single[0], batched[b])
+
+
+@pytest.mark.parametrize("block", [1, 64])
+def test_prox_on_selected_blocks_matches_grid_solution(monkeypatch, block):
+    """The search runs on the blocks of components above the bracket's lower end (64 per block on these
+    768-component images, one per block with block = 1); a few components stand above many near the top,
+    as in ALMA prox's iteration, so the selection and its narrowing at each step are exercised."""
+    from robust_seg.attacks.minimal_norm.prox import LinfBoxProx
+
+    monkeypatch.setattr(LinfBoxProx, "BLOCK", block)
+    monkeypatch.setattr(LinfBoxProx, "RESELECT", 2)
+    generator = torch.Generator().manual_seed(23)
+    images = 0.25 + 0.5 * torch.rand(4, 3, 16, 16, generator=generator, dtype=torch.float64)
+    lam = torch.tensor([1e-4, 1e-3, 1e-3, 1e-2], dtype=torch.float64)
+    noise = torch.randn(4, 3, 16, 16, generator=generator, dtype=torch.float64)
+    delta = noise.sign() * (0.1 + 2 * lam.view(-1, 1, 1, 1) * noise.abs().clamp(max=3) * (noise.abs() > 1.5))
+    metric = 10 ** (2 * torch.rand(4, 3, 16, 16, generator=generator, dtype=torch.float64) - 1)
+    assert delta.abs().max() < 0.2
+    reference = grid_solution(delta, images, lam, metric, points=40_001, upper=0.2)  # the same spacing as on [0, 1]
+    fine = prox_linf_box(delta, images, lam, metric=metric, precision=1e-8)
+    assert torch.allclose(objective(fine, delta, lam, metric), reference, atol=1e-6, rtol=0)
+    assert ((fine.flatten(1).abs() < delta.flatten(1).abs() - 1e-12).sum(1) > 0).all()  # the prox clips each image
+    default = prox_linf_box(delta, images, lam, metric=metric)
+    assert (objective(default, delta, lam, metric) - reference).abs().max() < 2e-5

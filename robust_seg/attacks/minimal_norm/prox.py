@@ -61,7 +61,18 @@ class LinfBoxProx:
     box bounds -x and 1 - x are also computed once. ``norm`` holds ||p*||_inf per image
     (the dtype of the input) after each call: min(beta*, ||P_Lambda(delta)||_inf), exactly
     the largest |p*_i|, so callers need no extra pass over p*.
+
+    Lines 8-12 only see the components above the lower trial point (the others contribute
+    exactly zero, see ``_Blocks``), and in ALMA prox's iteration these are typically a few of
+    the largest components. Each image's components are grouped in blocks of ``BLOCK``
+    consecutive ones (or the largest power of two dividing the image size), and every test
+    runs on the blocks whose largest |a_i| lies above the bracket's lower end, selected anew
+    as the bracket narrows.
     """
+
+    BLOCK = 64
+    RESELECT = 64
+    """Blocks above which the selection is narrowed again at every step (below, a step costs its dispatch)."""
 
     def __init__(self, images: torch.Tensor, precision: float = DEFAULT_PRECISION):
         self.batch = images.shape[0]
@@ -69,13 +80,13 @@ class LinfBoxProx:
         self.precision = precision
         self.box_lower = -images.detach().reshape(self.batch, -1)
         self.box_upper = 1 + self.box_lower
-        flat_shape = self.box_lower.shape
-        empty = lambda *shape: torch.empty(shape, dtype=images.dtype, device=images.device)
-        self.projected = empty(*flat_shape)
-        self.abs_projected = empty(*flat_shape)
-        self.twice_abs_delta = empty(*flat_shape)
-        self.clipped = empty(2, *flat_shape)
-        self.change = empty(*flat_shape)
+        size = self.box_lower.shape[1]
+        self.block = math.gcd(size, self.BLOCK)
+        self.blocks_per_image = size // self.block
+        self.block_image = torch.arange(self.batch, device=images.device).repeat_interleave(self.blocks_per_image)
+        self.projected = torch.empty_like(self.box_lower)
+        self.abs_projected = torch.empty_like(self.box_lower)
+        self.twice_abs_delta = torch.empty_like(self.box_lower)
         self.norm = None
 
     def __call__(self, delta: torch.Tensor, lam: float | torch.Tensor, metric: torch.Tensor | None = None,
@@ -83,26 +94,15 @@ class LinfBoxProx:
         """p* for delta (B, ...) of the images' shape; lam float or (B,); ``out`` receives p* if given."""
         batch = self.batch
         flat = delta.reshape(batch, -1)
-        projected, abs_projected, twice_abs_delta = self.projected, self.abs_projected, self.twice_abs_delta
+        projected, abs_projected = self.projected, self.abs_projected
         torch.clamp(flat, min=self.box_lower, max=self.box_upper, out=projected)  # P_Lambda(delta), line 1
         torch.abs(projected, out=abs_projected)
-        torch.abs(flat, out=twice_abs_delta).mul_(2)
-        weights = None if metric is None else metric.reshape(batch, -1)
-        twice_lam = 2 * torch.as_tensor(lam, dtype=flat.dtype, device=flat.device).expand(batch)
-
-        upper = abs_projected.amax(1)  # line 3
+        torch.abs(flat, out=self.twice_abs_delta).mul_(2)
+        lam = torch.as_tensor(lam, dtype=flat.dtype, device=flat.device).expand(batch)
+        block_max = abs_projected.view(batch, self.blocks_per_image, self.block).amax(2)
+        upper = block_max.amax(1)  # line 3
         largest = upper
-        clipped, change = self.clipped, self.change
-        near, far = clipped.unbind(0)
-
-        def excess(near_values: torch.Tensor, far_values: torch.Tensor, beta_near: torch.Tensor,
-                   beta_far: torch.Tensor) -> torch.Tensor:
-            """2 (f(beta_near) - f(beta_far)) from |p_beta| = min(|a|, beta); overwrites near_values."""
-            torch.sub(near_values, far_values, out=change)  # zero wherever |a_i| <= min(beta): no cancellation
-            change.mul_(near_values.add_(far_values).sub_(twice_abs_delta))
-            if weights is not None:
-                change.mul_(weights)
-            return change.sum(-1).addcmul_(beta_near - beta_far, twice_lam)
+        blocks = _Blocks(self, block_max, metric, lam)
 
         # Initial bracket (lines 2-3 narrowed): the test of line 12 on the pairs (u - w, u), w in
         # BRACKET_WIDTHS x lambda. f(u - w) >= f(u) implies beta* >= u - w (f is increasing on
@@ -111,9 +111,8 @@ class LinfBoxProx:
         lower = torch.zeros(batch, dtype=flat.dtype, device=flat.device)  # line 2
         bracketed = torch.zeros(batch, dtype=torch.bool, device=flat.device)
         for width in sorted(BRACKET_WIDTHS):  # narrowest first; stop once every image has a bracket
-            candidate = (upper - width * (twice_lam / 2)).clamp_min_(0)
-            holds = excess(torch.minimum(abs_projected, candidate.unsqueeze(1), out=near), abs_projected,
-                           candidate, upper) >= 0
+            candidate = (upper - width * lam).clamp_min_(0)
+            holds = blocks.select(candidate).excess(candidate, upper, candidate - upper) >= 0
             lower = torch.where(holds & ~bracketed, candidate, lower)
             bracketed |= holds
             if bool(bracketed.all()):
@@ -122,18 +121,72 @@ class LinfBoxProx:
         # wider than Delta beta. The loop runs the batch's largest count and an image stops moving after its own,
         # so its result does not depend on the batch.
         steps = ternary_search_steps(self.precision, upper - lower)
-        for step in range(int(steps.max())):  # a device sync, as the early stop above
-            third = (upper - lower) / 3
-            trial = torch.stack((lower + third, upper - third))  # lines 6-7, (2, B)
-            torch.minimum(abs_projected, trial.unsqueeze(-1), out=clipped)  # |p_beta_l|, |p_beta_u|: lines 8-9
-            move_lower = excess(near, far, trial[0], trial[1]) >= 0  # lines 10-12
-            running = steps > step
-            lower = torch.where(move_lower & running, trial[0], lower)
-            upper = torch.where(~move_lower & running, trial[1], upper)
-        beta = ((lower + upper) / 2).unsqueeze(1)  # line 17
+        counts = steps.aminmax()  # a device sync, as the early stop above
+        fewest, most = int(counts.min), int(counts.max)
+        if most:
+            blocks.select(lower)
+        for step in range(most):
+            third = (upper - lower).div_(3)
+            trial_lower, trial_upper = lower + third, upper - third  # lines 6-7
+            if blocks.selected > self.RESELECT:
+                blocks.select(lower)
+            move_lower = blocks.excess(trial_lower, trial_upper, third.neg_()) >= 0  # lines 8-9
+            if step >= fewest:  # images past their own count keep their bracket
+                running = steps > step
+                trial_lower, trial_upper = torch.where(running, trial_lower, lower), torch.where(running, trial_upper, upper)
+            lower = torch.where(move_lower, trial_lower, lower)  # lines 10-12: l <- trial_l if f(trial_l) >= f(trial_u)
+            upper = torch.where(move_lower, upper, trial_upper)  # else u <- trial_u
+        beta = ((lower + upper) / 2).unsqueeze(1)  # line 17, (B, 1)
         self.norm = torch.minimum(beta.squeeze(1), largest)
-        result = torch.clamp(projected, min=-beta, max=beta, out=None if out is None else out.view(batch, -1))
-        return result.view(delta.shape)  # line 18
+        result = torch.minimum(projected, beta, out=None if out is None else out.view(batch, -1))
+        return torch.maximum(result, beta.neg(), out=result).view(delta.shape)  # line 18: clip to [-beta, beta]
+
+
+class _Blocks:
+    """Lines 8-12 of Algorithm 5.1 on the blocks of components that can lie above the lower trial point.
+
+    2 (f(beta_l) - f(beta_u)) is computed directly as sum_i H_i (m_l - m_u)(m_l + m_u - 2|delta_i|)
+    + 2 lambda (beta_l - beta_u), m = min(|a|, beta), since P_Lambda keeps each component's sign
+    ((p_beta - delta)_i^2 = (m_i - |delta_i|)^2). Components with |a_i| <= beta_l contribute exactly
+    zero, so the comparison keeps its precision in float32 on images with millions of components
+    (evaluating f_l and f_u separately loses it to cancellation), and leaving out blocks whose
+    components all lie at or below beta_l changes nothing.
+    """
+
+    def __init__(self, prox: LinfBoxProx, block_max: torch.Tensor, metric: torch.Tensor | None, lam: torch.Tensor):
+        shape = (-1, prox.block)
+        self.all_image = prox.block_image
+        self.all_abs_projected = prox.abs_projected.view(shape)
+        self.all_twice_abs_delta = prox.twice_abs_delta.view(shape)
+        self.all_weights = None if metric is None else metric.reshape(shape)
+        self.block_max = block_max
+        self.blocks_per_image = prox.blocks_per_image
+        self.twice_lam = 2 * lam
+        self.batch = prox.batch
+        self.selected = None
+
+    def select(self, floor: torch.Tensor) -> _Blocks:
+        """Keep the blocks holding a component with |a_i| > floor (B,) of their image."""
+        index = (self.block_max > floor.unsqueeze(1)).view(-1).nonzero().squeeze(1)
+        self.selected = index.numel()
+        pick = lambda values: values.index_select(0, index)
+        self.image, self.abs_projected, self.twice_abs_delta = (
+            pick(self.all_image), pick(self.all_abs_projected), pick(self.all_twice_abs_delta))
+        self.weights = None if self.all_weights is None else pick(self.all_weights)
+        return self
+
+    def excess(self, beta_near: torch.Tensor, beta_far: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
+        """2 (f(beta_near) - f(beta_far)) per image (B,), beta_near at or above the selection's floor,
+        ``difference`` = beta_near - beta_far."""
+        betas = torch.stack((beta_near, beta_far), 1).index_select(0, self.image).unsqueeze(-1)  # (blocks, 2, 1)
+        clipped = torch.minimum(self.abs_projected.unsqueeze(1), betas)
+        near, far = clipped.unbind(1)
+        change = near - far
+        change.mul_(near.add_(far).sub_(self.twice_abs_delta))
+        if self.weights is not None:
+            change.mul_(self.weights)
+        sums = torch.zeros(self.batch, dtype=change.dtype, device=change.device)
+        return sums.index_add_(0, self.image, change.sum(1)).addcmul_(difference, self.twice_lam)
 
 
 def prox_linf_box(delta: torch.Tensor, images: torch.Tensor, lam: float | torch.Tensor,
