@@ -141,6 +141,22 @@ def test_dlr_plus_object_matches_dlr_plus_and_autograd(targeted, classes):
         DLRPlus(labels, 3, True, torch.float32)
 
 
+@pytest.mark.parametrize("targeted", [False, True])
+def test_dlr_plus_object_with_tied_logits(targeted):
+    """Integer logits tie often (the label with the maximum, several maxima): values still equal dlr_plus's
+    (topk's order statistics with multiplicity) and predictions argmax's first index."""
+    from robust_seg.attacks.minimal_norm.constraints import DLRPlus
+
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 6, (4, 8, 8), generator=generator)
+    logits = torch.randint(0, 3, (4, 6, 8, 8), generator=generator).float()
+    values, predictions = DLRPlus(labels, 6, targeted, torch.float32)(logits)
+    label_logit = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+    assert (label_logit == logits.amax(1)).any() and ((logits == logits.amax(1, keepdim=True)).sum(1) > 1).any()
+    assert torch.equal(values, dlr_plus(logits, labels, targeted))
+    assert torch.equal(predictions, logits.argmax(1))
+
+
 def test_penalty_derivative_object_matches_the_function():
     from robust_seg.attacks.minimal_norm.penalties import P2Derivative
 

@@ -118,16 +118,15 @@ class DLRPlus:
         classes = torch.arange(num_classes, device=device).view(1, -1, 1, 1)
         one_hot = _safe_labels(labels) == classes
         self.one_hot = one_hot.to(dtype)
-        self.minus_inf_at_label = torch.zeros(one_hot.shape, dtype=dtype, device=device).masked_fill_(
-            one_hot, float("-inf"))
+        self.label_index = _safe_labels(labels)
         self.reversed_classes = (num_classes - 1 - classes).to(dtype)
         logit_buffer = lambda: torch.empty(one_hot.shape, dtype=dtype, device=device)
         pixel_buffer = lambda: torch.empty(labels.shape, dtype=dtype, device=device)
-        self.scratch, self.at_max, self.at_other, self.gradient_buffer = (logit_buffer() for _ in range(4))
+        self.scratch, self.at_max, self.gradient_buffer = (logit_buffer() for _ in range(3))
         self.top = [pixel_buffer() for _ in range(needed)]
         self.spare = [pixel_buffer() for _ in range(2)]
-        (self.label_logit, self.other_max, self.difference, self.denominator, self.values,
-         self.on_difference, self.on_denominator) = (pixel_buffer() for _ in range(7))
+        (self.label_logit, self.other_max, self.label_is_max, self.difference, self.denominator, self.values,
+         self.on_difference, self.on_denominator, self.on_label) = (pixel_buffer() for _ in range(9))
         self.predictions = torch.empty(labels.shape, dtype=torch.long, device=device)
         self.logits = None
 
@@ -153,8 +152,10 @@ class DLRPlus:
         """(DLR+ per pixel (B, H, W), predictions (B, H, W) long) of the logits (B, K, H, W), detached."""
         logits = self.logits = logits.detach()
         top = self._largest(logits)
-        torch.sum(torch.mul(logits, self.one_hot, out=self.scratch), 1, out=self.label_logit)
-        torch.amax(torch.add(logits, self.minus_inf_at_label, out=self.at_other), 1, out=self.other_max)
+        torch.gather(logits, 1, self.label_index, out=self.label_logit.unsqueeze(1))
+        # max_{i != y} z_i: the second largest logit (with multiplicity, as topk) if z_y is the largest, else the largest
+        torch.eq(self.label_logit, top[0], out=self.label_is_max)
+        torch.where(self.label_is_max.bool(), top[1], top[0], out=self.other_max)
         if self.targeted:
             torch.sub(self.other_max, self.label_logit, out=self.difference)
             torch.add(top[2], top[3], out=self.denominator).mul_(-0.5).add_(top[0])
@@ -165,7 +166,7 @@ class DLRPlus:
         self.denominator.clamp_min_(DENOMINATOR_FLOOR)
         torch.div(self.difference, self.denominator, out=self.values)
         at_max = _equal(logits, top[0], self.at_max)
-        first_max = torch.amax(torch.mul(at_max, self.reversed_classes, out=self.scratch), 1, out=self.label_logit)
+        first_max = torch.amax(torch.mul(at_max, self.reversed_classes, out=self.scratch), 1, out=self.on_label)
         torch.sub(self.num_classes - 1, first_max, out=self.on_difference)  # first index attaining the maximum
         self.predictions.copy_(self.on_difference)
         return self.values, self.predictions
@@ -174,22 +175,26 @@ class DLRPlus:
         """upstream * d DLR+ / d logits (B, K, H, W) at the logits of the last call; upstream (B, H, W).
 
         Every class gets at most two nonzero terms, summed as autograd sums them, so
-        the result is autograd's to the bit wherever the logits have no ties.
+        the result is autograd's to the bit wherever the logits have no ties. The classes
+        i != y attaining max_{i != y} z_i are [z_i == max_{i != y} z_i] - [i == y][z_y == max_{i != y} z_i].
         """
         logits, top, clamped = self.logits, self.top, self.denominator
         on_difference = torch.div(upstream, clamped, out=self.on_difference)  # div backward, then clamp_min's
         on_denominator = torch.div(self.difference, clamped, out=self.on_denominator).div_(clamped)
         on_denominator.mul_(upstream).neg_().mul_(self.unclamped)  # -upstream * ((d / c) / c)
-        at_other = _equal(self.at_other, self.other_max, self.at_other)  # at_other holds z + (-inf at the label)
+        label_ties = torch.eq(self.label_logit, self.other_max, out=self.on_label)
         gradient, scratch = self.gradient_buffer, self.scratch
+        at_other = _equal(logits, self.other_max, gradient)  # also marks y where z_y ties: corrected below
         if self.targeted:  # (max_{i != t} z_i - z_t) / (t1 - (t3 + t4) / 2)
-            gradient.copy_(at_other).sub_(self.one_hot).mul_(on_difference.unsqueeze(1))
+            gradient.mul_(on_difference.unsqueeze(1))
+            gradient.addcmul_(self.one_hot, label_ties.add_(1).mul_(on_difference).neg_().unsqueeze(1))
             gradient.addcmul_(self.at_max, on_denominator.unsqueeze(1))
             half = on_denominator.mul_(-0.5).unsqueeze(1)
             gradient.addcmul_(_equal(logits, top[2], scratch), half)
             gradient.addcmul_(_equal(logits, top[3], scratch), half)
         else:  # (z_y - max_{i != y} z_i) / (t1 - t3)
-            torch.sub(self.one_hot, at_other, out=gradient).mul_(on_difference.unsqueeze(1))
+            at_other.mul_(on_difference.neg().unsqueeze(1))
+            gradient.addcmul_(self.one_hot, label_ties.add_(1).mul_(on_difference).unsqueeze(1))
             gradient.addcmul_(self.at_max, on_denominator.unsqueeze(1))
             gradient.addcmul_(_equal(logits, top[2], scratch), on_denominator.neg_().unsqueeze(1))
         self.logits = None
