@@ -127,7 +127,8 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
         constraint_mask(d, labelled, unlabelled_offset, valid_counts,
                         dropped_fraction(constraint_masking, nu, t, iterations), kept, scratch)  # eq. 5.6
         derivative.set_y(torch.mul(d, scale_pixels, out=scaled))
-        mu_hat = derivative(rho, rho_at_least_one, mu, out=multiplier).mul_(kept)
+        derivative.set_rho(rho, rho_at_least_one)
+        mu_hat = derivative(mu, out=multiplier).mul_(kept)
         mu.mul_(alpha).add_(mu_hat, alpha=1 - alpha).clamp_(mu_min, mu_max)
 
         torch.minimum(window_min, d, out=window_min)
@@ -137,10 +138,11 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
             improved = (window_min <= 0) | (d <= improvement_rate * reference_constraints)
             rho = torch.where((kept > 0) & ~improved, rho_increase * rho, rho)
             torch.clamp(rho, min=1, out=rho_at_least_one)
+            derivative.set_rho(rho, rho_at_least_one)
             reference_constraints.copy_(d)
             window_min.fill_(float("inf"))
 
-        loss_gradient = derivative(rho, rho_at_least_one, mu, out=multiplier).mul_(kept).mul_(scale_pixels)
+        loss_gradient = derivative(mu, out=multiplier).mul_(kept).mul_(scale_pixels)
         (gradient,) = torch.autograd.grad(logits, adv, grad_outputs=constraint.gradient(loss_gradient))
         adv.requires_grad_(False)
         tracker.count()

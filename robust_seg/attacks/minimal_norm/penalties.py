@@ -31,27 +31,33 @@ def p2_penalty_derivative(y: torch.Tensor, rho: torch.Tensor, mu: torch.Tensor) 
 
 
 class P2Derivative:
-    """P'(y, rho, mu) of eq. 5.9 for a fixed y and several (rho, mu), into reused buffers (ALMA prox).
+    """P'(y, rho, mu) of eq. 5.9 for a fixed y and rho and several mu, into reused buffers (ALMA prox).
 
-    Branch-free form of ``p2_penalty_derivative``:
-        P' = mu (1 + 2 rho y+) / (1 - max(1, rho) y-)^2 + (rho y+)^2 / 2,  y+ = max(y, 0), y- = min(y, 0)
-    (y >= 0: the denominator is 1; y < 0: the numerator is 1 and the last term 0), so no
-    branch is evaluated and discarded and no per-call tensor is allocated.
+    Branch-free form of ``p2_penalty_derivative``, affine in mu:
+        P' = mu A + C,  A = (1 + 2 rho y+) / (1 - max(1, rho) y-)^2,  C = (rho y+)^2 / 2,
+        y+ = max(y, 0), y- = min(y, 0)
+    (y >= 0: the denominator is 1; y < 0: the numerator is 1 and C = 0), so no branch is
+    evaluated and discarded, no per-call tensor is allocated, and ALMA prox's two evaluations
+    per iteration (the multiplier update and the loss gradient, Alg. IV-2 l. 12 and 21), which
+    share y and, except at the steps where rho grows, rho, cost one pass each once A and C are set.
     """
 
     def __init__(self, like: torch.Tensor):
-        self.positive, self.negative, self.numerator, self.denominator, self.rho_y = (
+        self.positive, self.negative, self.slope, self.offset, self.denominator = (
             torch.empty_like(like) for _ in range(5))
 
     def set_y(self, y: torch.Tensor) -> None:
         torch.clamp(y, min=0, out=self.positive)
         torch.clamp(y, max=0, out=self.negative)
 
-    def __call__(self, rho: torch.Tensor, rho_at_least_one: torch.Tensor, mu: torch.Tensor,
-                 out: torch.Tensor) -> torch.Tensor:
-        """P' at the last ``set_y`` into ``out``; ``rho_at_least_one`` = max(1, rho)."""
-        rho_y = torch.mul(rho, self.positive, out=self.rho_y)
-        numerator = torch.add(rho_y, rho_y, out=self.numerator).add_(1)
+    def set_rho(self, rho: torch.Tensor, rho_at_least_one: torch.Tensor) -> None:
+        """A and C at the last ``set_y`` (call after every ``set_y``); ``rho_at_least_one`` = max(1, rho)."""
+        rho_y = torch.mul(rho, self.positive, out=self.offset)
+        numerator = torch.add(rho_y, rho_y, out=self.slope).add_(1)
         denominator = torch.mul(rho_at_least_one, self.negative, out=self.denominator).neg_().add_(1).square_()
-        torch.div(numerator, denominator, out=out).mul_(mu)
-        return out.addcmul_(rho_y, rho_y, value=0.5)
+        numerator.div_(denominator)
+        rho_y.square_().mul_(0.5)
+
+    def __call__(self, mu: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """P' = mu A + C into ``out``."""
+        return torch.addcmul(self.offset, mu, self.slope, out=out)
