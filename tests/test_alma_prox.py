@@ -206,3 +206,20 @@ def test_attack_problem_apsr_matches_the_metric(targeted):
     for _ in range(3):
         predictions = torch.randint(0, 5, (4, 8, 8), generator=generator)
         assert torch.equal(problem.apsr(predictions), apsr(predictions, labels, target))
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_apsr_of_float_class_indices_matches_integer_ones(targeted):
+    """ALMA prox passes DLRPlus's float class indices to AttackProblem.apsr: the same APSR as the integer labels."""
+    from robust_seg.attacks.minimal_norm.tracking import AttackProblem
+
+    generator = torch.Generator().manual_seed(4)
+    labels = torch.randint(0, 5, (3, 6, 6), generator=generator)
+    labels[0, :2] = 255
+    targets = torch.randint(0, 5, (3, 6, 6), generator=generator)
+    predictions = torch.randint(0, 5, (3, 6, 6), generator=generator)
+    problem = AttackProblem(torch.rand(3, 3, 6, 6), labels, targeted, targets)
+    expected = problem.apsr(predictions)
+    assert 0 < expected.min() and expected.max() < 1
+    for _ in range(2):  # the float path reuses its buffers
+        assert torch.equal(problem.apsr(predictions.float()), expected)

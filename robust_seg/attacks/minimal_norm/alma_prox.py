@@ -117,7 +117,7 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
             constraint = DLRPlus(problem.constraint_labels, logits.shape[1], targeted, logits.dtype)
         d, predictions = constraint(logits)
         d.add_(constraint_margin)  # eq. 5.3
-        apsr_values = problem.apsr(predictions)
+        apsr_values = problem.apsr(constraint.prediction_values)  # the same indices, as floats
         is_adv = tracker.update(adv, predictions, apsr_values, norm)
         if t <= iterations // 2:
             first_success = torch.where(is_adv & (first_success == iterations // 2), t, first_success)

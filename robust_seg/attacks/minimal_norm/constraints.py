@@ -97,7 +97,8 @@ class DLRPlus:
       - the largest logits come from a min/max insertion network over the class slices
         (exact: every output is one of the inputs, ties included, as ``topk`` values);
       - z_y and max_{i != y} z_i use a one-hot of the labels and a -inf offset, built once;
-      - the prediction is the first index attaining the maximum (``argmax``'s rule);
+      - the prediction is the first index attaining the maximum (``argmax``'s rule), also kept as
+        floating-point values in ``prediction_values``;
       - ``gradient(g)`` returns g * d DLR+ / d z, each term routed to the class attaining
         the logit it differentiates, with the floating-point formulas of autograd on ``dlr_plus``;
       - all per-pixel and per-logit results live in buffers allocated at the first call
@@ -126,7 +127,8 @@ class DLRPlus:
         self.top = [pixel_buffer() for _ in range(needed)]
         self.spare = [pixel_buffer() for _ in range(2)]
         (self.label_logit, self.other_max, self.label_is_max, self.difference, self.denominator, self.values,
-         self.on_difference, self.on_denominator, self.on_label) = (pixel_buffer() for _ in range(9))
+         self.on_difference, self.on_denominator, self.on_label, self.unclamped, self.prediction_values) = (
+            pixel_buffer() for _ in range(11))
         self.predictions = torch.empty(labels.shape, dtype=torch.long, device=device)
         self.logits = None
 
@@ -162,13 +164,13 @@ class DLRPlus:
         else:
             torch.sub(self.label_logit, self.other_max, out=self.difference)
             torch.sub(top[0], top[2], out=self.denominator)
-        self.unclamped = self.denominator >= DENOMINATOR_FLOOR
+        torch.ge(self.denominator, DENOMINATOR_FLOOR, out=self.unclamped)
         self.denominator.clamp_min_(DENOMINATOR_FLOOR)
         torch.div(self.difference, self.denominator, out=self.values)
         at_max = _equal(logits, top[0], self.at_max)
         first_max = torch.amax(torch.mul(at_max, self.reversed_classes, out=self.scratch), 1, out=self.on_label)
-        torch.sub(self.num_classes - 1, first_max, out=self.on_difference)  # first index attaining the maximum
-        self.predictions.copy_(self.on_difference)
+        torch.sub(self.num_classes - 1, first_max, out=self.prediction_values)  # first index attaining the maximum
+        self.predictions.copy_(self.prediction_values)
         return self.values, self.predictions
 
     def gradient(self, upstream: torch.Tensor) -> torch.Tensor:

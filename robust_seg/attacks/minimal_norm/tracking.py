@@ -30,11 +30,24 @@ class AttackProblem:
         self.valid = attacked_pixels(labels, self.target_labels)
         self.valid_counts = self.valid.flatten(1).sum(1).cpu()
         self._apsr_denominator = self.valid.flatten(1).sum(1).clamp_min(1).double()
+        self._float_buffers = None
 
     def apsr(self, predictions: torch.Tensor) -> torch.Tensor:
-        """``metrics.apsr.apsr`` (eq. 5.19) with the attacked-pixel mask and counts computed once."""
-        hit = predictions == self.target_labels if self.targeted else predictions != self.labels
-        return (hit & self.valid).flatten(1).sum(1).double() / self._apsr_denominator
+        """``metrics.apsr.apsr`` (eq. 5.19) with the attacked-pixel mask and counts computed once.
+
+        ``predictions`` may also hold the class indices as floating-point values (as ``DLRPlus``
+        computes them): the comparison then runs in that dtype, several times faster on a CPU
+        than on integers with a boolean result.
+        """
+        if not predictions.is_floating_point():
+            hit = predictions == self.target_labels if self.targeted else predictions != self.labels
+            return (hit & self.valid).flatten(1).sum(1).double() / self._apsr_denominator
+        if self._float_buffers is None or self._float_buffers[0].dtype != predictions.dtype:
+            labels = (self.target_labels if self.targeted else self.labels).to(predictions.dtype)
+            self._float_buffers = (labels, self.valid.to(predictions.dtype), torch.empty_like(labels))
+        labels, valid, hit = self._float_buffers
+        (torch.eq if self.targeted else torch.ne)(predictions, labels, out=hit).mul_(valid)
+        return hit.flatten(1).sum(1).double() / self._apsr_denominator
 
 
 class BestIterate:
@@ -63,16 +76,16 @@ class BestIterate:
         else:
             success, best_norm, best_apsr = self.success[index], self.norm[index], self.apsr[index]
         better = torch.where(success, is_adv & (norm <= best_norm), is_adv | (apsr_values > best_apsr))
-        view = better.view(-1, *[1] * (adv.ndim - 1))
         new_apsr = torch.where(better, apsr_values, best_apsr)
         new_norm = torch.where(better, norm, best_norm)
         new_success = success | is_adv
-        if index is None:  # in place: no fresh image-sized tensors per iteration
-            torch.where(view, adv.detach(), self.adv, out=self.adv)
-            torch.where(better.view(-1, 1, 1), predictions, self.predictions, out=self.predictions)
+        if index is None:  # copies of the improved images only (a select over whole images is slow on a CPU)
+            improved = better.nonzero().squeeze(1)
+            self.adv.index_copy_(0, improved, adv.detach().index_select(0, improved))
+            self.predictions.index_copy_(0, improved, predictions.index_select(0, improved))
             self.apsr, self.norm, self.success = new_apsr, new_norm, new_success
         else:
-            new_adv = torch.where(view, adv.detach(), self.adv[index])
+            new_adv = torch.where(better.view(-1, *[1] * (adv.ndim - 1)), adv.detach(), self.adv[index])
             new_pred = torch.where(better.view(-1, 1, 1), predictions, self.predictions[index])
             self.adv[index], self.predictions[index], self.apsr[index] = new_adv, new_pred, new_apsr
             self.norm[index], self.success[index] = new_norm, new_success
