@@ -80,9 +80,9 @@ class BestIterate:
         new_norm = torch.where(better, norm, best_norm)
         new_success = success | is_adv
         if index is None:  # copies of the improved images only (a select over whole images is slow on a CPU)
-            improved = better.nonzero().squeeze(1)
-            self.adv.index_copy_(0, improved, adv.detach().index_select(0, improved))
-            self.predictions.index_copy_(0, improved, predictions.index_select(0, improved))
+            for image in better.nonzero().flatten().tolist():
+                self.adv[image].copy_(adv[image])
+                self.predictions[image].copy_(predictions[image])
             self.apsr, self.norm, self.success = new_apsr, new_norm, new_success
         else:
             new_adv = torch.where(better.view(-1, *[1] * (adv.ndim - 1)), adv.detach(), self.adv[index])
