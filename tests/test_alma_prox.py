@@ -106,6 +106,7 @@ def test_alma_prox_finds_known_minimal_norm(targeted):
     assert (extras["norm"] <= optimum * 1.05).all(), (extras["norm"] * 255, optimum * 255)
     assert (extras["forwards"] == 500).all() and (extras["backwards"] == 500).all()
     assert result.adv_images.min() >= 0 and result.adv_images.max() <= 1
+    assert not result.adv_images.requires_grad  # the best iterates are detached copies
     assert torch.equal(result.predictions, model(result.adv_images).argmax(1))
 
 

@@ -94,8 +94,8 @@ class DLRPlus:
     weighted sum of it. ``topk`` along the class dimension and the autograd graph of
     ``dlr_plus`` (gather, scatter, amax, topk backward) cost as much as a tenth of a
     small model's forward and backward on a CPU, so here
-      - the largest logits come from a min/max insertion network over the class slices
-        (exact: every output is one of the inputs, ties included, as ``topk`` values);
+      - the largest logits come from an insertion network over the class slices (a median of
+        three per slot: exact, every output is one of the inputs, ties included, as ``topk`` values);
       - z_y and max_{i != y} z_i use a one-hot of the labels and a -inf offset, built once;
       - the prediction is the first index attaining the maximum (``argmax``'s rule), also kept as
         floating-point values in ``prediction_values``;
@@ -125,7 +125,6 @@ class DLRPlus:
         pixel_buffer = lambda: torch.empty(labels.shape, dtype=dtype, device=device)
         self.scratch, self.at_max, self.gradient_buffer = (logit_buffer() for _ in range(3))
         self.top = [pixel_buffer() for _ in range(needed)]
-        self.spare = [pixel_buffer() for _ in range(2)]
         (self.label_logit, self.other_max, self.label_is_max, self.difference, self.denominator, self.values,
          self.on_difference, self.on_denominator, self.on_label, self.unclamped, self.prediction_values) = (
             pixel_buffer() for _ in range(11))
@@ -133,21 +132,20 @@ class DLRPlus:
         self.logits = None
 
     def _largest(self, logits: torch.Tensor) -> list[torch.Tensor]:
-        """The 3 (4 if targeted) largest values per pixel, in decreasing order (insertion network)."""
-        top, spare = self.top, self.spare
-        filled = 0
-        for value in logits.unbind(1):
-            free = 0
-            for slot in range(filled):
-                if slot == self.needed - 1:
-                    torch.maximum(top[slot], value, out=top[slot])
-                    break
-                smaller = torch.minimum(top[slot], value, out=spare[free])
-                torch.maximum(top[slot], value, out=top[slot])
-                value, free = smaller, 1 - free
-            else:
-                top[filled].copy_(value)
-                filled += 1
+        """The 3 (4 if targeted) largest values per pixel, in decreasing order, with multiplicity (as ``topk``).
+
+        Insertion of each class slice v into the sorted list t_0 >= t_1 >= ...: t_j <- median(t_j, v, t_{j-1})
+        = clamp(v, t_j, t_{j-1}) from the last slot up, then t_0 <- max(t_0, v); every output is one of the inputs.
+        """
+        top = self.top
+        values = logits.unbind(1)
+        top[0].copy_(values[0])
+        for slot in top[1:]:
+            slot.fill_(float("-inf"))
+        for value in values[1:]:
+            for slot in range(self.needed - 1, 0, -1):
+                torch.clamp(value, min=top[slot], max=top[slot - 1], out=top[slot])
+            torch.maximum(top[0], value, out=top[0])
         return top
 
     def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

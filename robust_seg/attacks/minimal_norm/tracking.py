@@ -80,6 +80,7 @@ class BestIterate:
         new_norm = torch.where(better, norm, best_norm)
         new_success = success | is_adv
         if index is None:  # copies of the improved images only (a select over whole images is slow on a CPU)
+            adv = adv.detach()
             for image in better.nonzero().flatten().tolist():
                 self.adv[image].copy_(adv[image])
                 self.predictions[image].copy_(predictions[image])
