@@ -149,9 +149,13 @@ def alma_prox(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 
         with torch.no_grad():
             second_moment.mul_(alpha).addcmul_(gradient, gradient, value=1 - alpha)
-            torch.div(second_moment, 1 - alpha ** t, out=metric).sqrt_().add_(metric_epsilon)  # eq. 5.18
-            step = step_size_schedule(t, first_success, iterations, step_size_init, step_size_final).to(dtype)
-            forward = torch.sub(delta, gradient.mul_(step.view(-1, 1, 1, 1)).div_(metric), out=gradient)
+            # H of eq. 5.18 times s = sqrt(1 - alpha^t), and lambda_t s: the same forward step lambda_t H^-1 g and
+            # the same prox (its objective times s), one pass fewer
+            bias_correction = math.sqrt(1 - alpha ** t)
+            torch.sqrt(second_moment, out=metric).add_(metric_epsilon * bias_correction)
+            step = step_size_schedule(t, first_success, iterations, step_size_init, step_size_final)
+            step = step.mul_(bias_correction).to(dtype)
+            forward = torch.addcmul(delta, gradient.div_(metric), step.view(-1, 1, 1, 1), value=-1, out=gradient)
             prox(forward, step, metric=metric, out=delta)  # eq. 5.17
             norm = prox.norm
 

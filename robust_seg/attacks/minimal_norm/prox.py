@@ -89,7 +89,6 @@ class LinfBoxProx:
         self.block_image = torch.arange(self.batch, device=images.device).repeat_interleave(self.blocks_per_image)
         self.projected = torch.empty_like(self.box_lower)
         self.abs_projected = torch.empty_like(self.box_lower)
-        self.twice_abs_delta = torch.empty_like(self.box_lower)
         self.norm = None
 
     def __call__(self, delta: torch.Tensor, lam: float | torch.Tensor, metric: torch.Tensor | None = None,
@@ -100,12 +99,11 @@ class LinfBoxProx:
         projected, abs_projected = self.projected, self.abs_projected
         torch.clamp(flat, min=self.box_lower, max=self.box_upper, out=projected)  # P_Lambda(delta), line 1
         torch.abs(projected, out=abs_projected)
-        torch.abs(flat, out=self.twice_abs_delta).mul_(2)
         lam = torch.as_tensor(lam, dtype=flat.dtype, device=flat.device).expand(batch)
         block_max = abs_projected.view(batch, self.blocks_per_image, self.block).amax(2)
         upper = block_max.amax(1)  # line 3
         largest = upper
-        blocks = _Blocks(self, block_max, metric, lam)
+        blocks = _Blocks(self, block_max, flat, metric, lam)
 
         # Initial bracket (lines 2-3 narrowed): the test of line 12 on the pairs (u - w, u), w in
         # BRACKET_WIDTHS x lambda. f(u - w) >= f(u) implies beta* >= u - w (f is increasing on
@@ -156,11 +154,12 @@ class _Blocks:
     components all lie at or below beta_l changes nothing.
     """
 
-    def __init__(self, prox: LinfBoxProx, block_max: torch.Tensor, metric: torch.Tensor | None, lam: torch.Tensor):
+    def __init__(self, prox: LinfBoxProx, block_max: torch.Tensor, flat: torch.Tensor, metric: torch.Tensor | None,
+                 lam: torch.Tensor):
         shape = (-1, prox.block)
         self.all_image = prox.block_image
         self.all_abs_projected = prox.abs_projected.view(shape)
-        self.all_twice_abs_delta = prox.twice_abs_delta.view(shape)
+        self.all_delta = flat.view(shape)
         self.all_weights = None if metric is None else metric.reshape(shape)
         self.block_max = block_max
         self.blocks_per_image = prox.blocks_per_image
@@ -173,8 +172,8 @@ class _Blocks:
         index = (self.block_max > floor.unsqueeze(1)).view(-1).nonzero().squeeze(1)
         self.selected = index.numel()
         pick = lambda values: values.index_select(0, index)
-        self.image, self.abs_projected, self.twice_abs_delta = (
-            pick(self.all_image), pick(self.all_abs_projected), pick(self.all_twice_abs_delta))
+        self.image, self.abs_projected = pick(self.all_image), pick(self.all_abs_projected)
+        self.twice_abs_delta = pick(self.all_delta).abs_().mul_(2)
         self.weights = None if self.all_weights is None else pick(self.all_weights)
         return self
 
