@@ -96,7 +96,8 @@ class DLRPlus:
     small model's forward and backward on a CPU, so here
       - the largest logits come from an insertion network over the class slices (a median of
         three per slot: exact, every output is one of the inputs, ties included, as ``topk`` values);
-      - z_y and max_{i != y} z_i use a one-hot of the labels and a -inf offset, built once;
+      - z_y is gathered at the labels, and max_{i != y} z_i is the second largest logit where z_y
+        is the largest, else the largest;
       - the prediction is the first index attaining the maximum (``argmax``'s rule), also kept as
         floating-point values in ``prediction_values``;
       - ``gradient(g)`` returns g * d DLR+ / d z, each term routed to the class attaining
@@ -117,9 +118,9 @@ class DLRPlus:
         self.num_classes = num_classes
         device = labels.device
         classes = torch.arange(num_classes, device=device).view(1, -1, 1, 1)
-        one_hot = _safe_labels(labels) == classes
-        self.one_hot = one_hot.to(dtype)
         self.label_index = _safe_labels(labels)
+        one_hot = self.label_index == classes
+        self.one_hot = one_hot.to(dtype)
         self.reversed_classes = (num_classes - 1 - classes).to(dtype)
         logit_buffer = lambda: torch.empty(one_hot.shape, dtype=dtype, device=device)
         pixel_buffer = lambda: torch.empty(labels.shape, dtype=dtype, device=device)

@@ -124,12 +124,10 @@ class LinfBoxProx:
         steps = ternary_search_steps(self.precision, upper - lower)
         counts = steps.aminmax()  # a device sync, as the early stop above
         fewest, most = int(counts.min), int(counts.max)
-        if most:
-            blocks.select(lower)
         for step in range(most):
             third = (upper - lower).div_(3)
             trial_lower, trial_upper = lower + third, upper - third  # lines 6-7
-            if blocks.selected > self.RESELECT:
+            if step == 0 or blocks.selected > self.RESELECT:
                 blocks.select(lower)
             move_lower = blocks.excess(trial_lower, trial_upper, third.neg_()) >= 0  # lines 8-9
             if step >= fewest:  # images past their own count keep their bracket
@@ -162,7 +160,6 @@ class _Blocks:
         self.all_delta = flat.view(shape)
         self.all_weights = None if metric is None else metric.reshape(shape)
         self.block_max = block_max
-        self.blocks_per_image = prox.blocks_per_image
         self.twice_lam = 2 * lam
         self.batch = prox.batch
         self.selected = None
