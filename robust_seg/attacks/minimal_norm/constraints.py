@@ -122,6 +122,7 @@ class DLRPlus:
         one_hot = self.label_index == classes
         self.one_hot = one_hot.to(dtype)
         self.reversed_classes = (num_classes - 1 - classes).to(dtype)
+        self.class_row = classes.view(1, -1).to(dtype)
         logit_buffer = lambda: torch.empty(one_hot.shape, dtype=dtype, device=device)
         pixel_buffer = lambda: torch.empty(labels.shape, dtype=dtype, device=device)
         self.scratch, self.at_max, self.gradient_buffer = (logit_buffer() for _ in range(3))
@@ -167,8 +168,11 @@ class DLRPlus:
         self.denominator.clamp_min_(DENOMINATOR_FLOOR)
         torch.div(self.difference, self.denominator, out=self.values)
         at_max = _equal(logits, top[0], self.at_max)
-        first_max = torch.amax(torch.mul(at_max, self.reversed_classes, out=self.scratch), 1, out=self.on_label)
-        torch.sub(self.num_classes - 1, first_max, out=self.prediction_values)  # first index attaining the maximum
+        if bool(torch.eq(top[1], top[0], out=self.on_label).any()):  # a tied maximum: the first index attaining it
+            first_max = torch.amax(torch.mul(at_max, self.reversed_classes, out=self.scratch), 1, out=self.on_label)
+            torch.sub(self.num_classes - 1, first_max, out=self.prediction_values)
+        else:  # one class attains each maximum: its index is sum_k k [z_k == max], exact in floating point
+            torch.matmul(self.class_row, at_max.flatten(2), out=self.prediction_values.view(len(logits), 1, -1))
         self.predictions.copy_(self.prediction_values)
         return self.values, self.predictions
 
