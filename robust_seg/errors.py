@@ -7,3 +7,7 @@ class RobustSegError(Exception):
 
 class ConfigError(RobustSegError, ValueError):
     """A configuration value is malformed or inconsistent."""
+
+
+class CheckpointError(RobustSegError, ValueError):
+    """A checkpoint is missing, unreadable, corrupt, or does not match the model."""

@@ -4,30 +4,32 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from robust_seg.cli import report_user_errors
+from robust_seg.cli import run_job, run_main
 from robust_seg.config import register_configs
 
 register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     """Thin Hydra wrapper around :func:`robust_seg.evaluation.evaluate`.
 
     Returns the worst-case ACC at the largest radius (the median norm x 255 for minimal-norm attacks),
     the value a Hydra sweeper would optimise.
     """
     from robust_seg.evaluation import evaluate
-    from robust_seg.runtime import hydra_run_dir
 
-    run_dir = hydra_run_dir()
-    results = report_user_errors(lambda: evaluate(cfg, run_dir))
-    print((run_dir / "results.md").read_text())
-    print(f"run directory: {run_dir}")
+    results = run_job(cfg, lambda run: evaluate(cfg, run), job_name="evaluate")
+    print(results["report"])
+    print(f"run directory: {results['run_directory']}")
     if "minimal_norm" in results:
         return results["minimal_norm"]["median_x255"]
     last = list(results["radii"])[-1]
     return results["radii"][last]["worst_case"]["acc"]
+
+
+def main() -> None:
+    run_main(hydra_main)
 
 
 if __name__ == "__main__":

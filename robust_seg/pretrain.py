@@ -4,21 +4,28 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from robust_seg.cli import report_user_errors
+from robust_seg.cli import run_job, run_main
 from robust_seg.config import register_configs
 
 register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     """Thin Hydra wrapper around :func:`robust_seg.training.pretraining.pretrain_backbone`."""
-    from robust_seg.runtime import hydra_run_dir
     from robust_seg.training.pretraining import pretrain_backbone
 
-    results = report_user_errors(lambda: pretrain_backbone(cfg, hydra_run_dir()))
+    def job(run):
+        run.accept(cfg)
+        return pretrain_backbone(cfg, run.path)
+
+    results = run_job(cfg, job, job_name="pretrain")
     print(f"final: {results['final']}")
     return results["final"].get("val_acc", float("nan"))
+
+
+def main() -> None:
+    run_main(hydra_main)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Radii written as the papers write them: ``8/255``, ``0.0314``, ``0``, or lists of these."""
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from typing import Any, Iterable
@@ -12,11 +13,14 @@ _RADIUS = re.compile(rf"^({_NUMBER})(?:/({_NUMBER}))?$")
 
 
 def parse_radius(value: Any, name: str = "attack.eps") -> float:
-    """``'8/255'`` -> 0.03137..., ``0.0314`` -> 0.0314; a negative or unreadable value raises ConfigError."""
+    """``'8/255'`` -> 0.03137..., ``0.0314`` -> 0.0314. A negative, infinite or unreadable value raises
+    ConfigError, and so does a radius above 1 (the whole [0, 1] range: ``8`` is refused as meaning ``8/255``)."""
     if isinstance(value, bool):
         raise ConfigError(f"{name}: {value!r} is not a radius (write e.g. 8/255 or 0.0314)")
     if isinstance(value, (int, float)):
         radius = float(value)
+    elif str(value).strip().lower() in ("inf", "+inf", "infinity", "nan"):
+        raise ConfigError(f"{name}: radius {value!r} is not finite (images live in [0, 1]: write e.g. 8/255)")
     else:
         match = _RADIUS.match(str(value))
         if not match:
@@ -27,6 +31,11 @@ def parse_radius(value: Any, name: str = "attack.eps") -> float:
         radius = float(numerator) / float(denominator) if denominator is not None else float(numerator)
     if not radius >= 0:
         raise ConfigError(f"{name}: radius {value!r} must be >= 0")
+    if not math.isfinite(radius):
+        raise ConfigError(f"{name}: radius {value!r} is not finite (images live in [0, 1]: write e.g. 8/255)")
+    if radius > 1:
+        raise ConfigError(f"{name}: radius {value!r} is larger than 1, the whole image range; "
+                          f"{value} looks like {value}/255 (write {name}={value}/255)")
     return radius
 
 

@@ -6,32 +6,39 @@ per-image pixel accuracy, mIoU comes from the confusion matrix of the
 ``results.md``, a robust-accuracy-vs-radius plot, a figure of attacked images
 and W&B. ``resume=true`` continues after the last finished batch and yields the
 same final table as an uninterrupted run (the attack seed of a batch depends
-only on the batch index and the radius).
+only on the batch index and the radius); it is refused, naming the keys, when
+anything that changes results differs (``robust_seg.provenance``).
+
+Three stages: :func:`prepare` checks the config and builds data, model and attack (nothing is written before
+it succeeds), :func:`run_batches` attacks and records batch after batch, :func:`finish` writes the reports.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from robust_seg.attacks.invariants import check_linf_box
-from robust_seg.attacks.registry import resolve_attack
+from robust_seg.config_checks import check_evaluate_config
 from robust_seg.data import build_dataset, build_loader
 from robust_seg.data import class_names as dataset_class_names
-from robust_seg.errors import ConfigError
+from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.report import write_reports
+from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.metrics.apsr import DEFAULT_NU as NU
 from robust_seg.metrics.apsr import complexity_summary, default_eps_grid, norm_summary, not_fooled_curve
-from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.models import build_model
-from robust_seg.radii import format_radius, parse_radii
+from robust_seg.provenance import check_resume, command_overrides, fingerprint, plain_config, software, weights_label
+from robust_seg.radii import format_radius
 from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
 from robust_seg.reporting.logger import RunLogger
+from robust_seg.run_directory import RunDirectory
 from robust_seg.runtime import seed_everything, select_device
 
 log = logging.getLogger(__name__)
@@ -40,13 +47,35 @@ MINIMAL_NORM_KEY = "minimal_norm"
 BATCHES_FILE = "batches.jsonl"
 
 
+class NonFiniteLogits(RobustSegError):
+    """The model produced NaN or infinite logits."""
+
+
+@dataclass
+class Evaluation:
+    """Everything :func:`prepare` builds: checked inputs, data, model, attack and the run's provenance."""
+
+    cfg: object
+    run: RunDirectory
+    device: torch.device
+    radii: list[float]
+    attack: object
+    dataset: object
+    loader: object
+    model: torch.nn.Module
+    runs: list
+    class_names: list[str]
+    provenance: dict
+    fingerprint: dict
+
+
 def _limit(dataset, max_images):
     if max_images is None or max_images >= len(dataset):
         return dataset
     return torch.utils.data.Subset(dataset, range(max_images))
 
 
-def _load_state(run_dir: Path, resume: bool, fingerprint: dict) -> dict | None:
+def _load_state(run_dir: Path, resume: bool, new_fingerprint: dict) -> dict | None:
     path = run_dir / STATE_FILE
     if not path.exists():
         return None
@@ -54,23 +83,18 @@ def _load_state(run_dir: Path, resume: bool, fingerprint: dict) -> dict | None:
         raise ConfigError(f"{run_dir} already holds an evaluation: pass resume=true to continue it, "
                           "or another run_name")
     state = torch.load(path, weights_only=True)
-    if state["fingerprint"] != fingerprint:
-        raise ConfigError(f"resume=true but {run_dir} was evaluated with another configuration "
-                          f"({state['fingerprint']} vs {fingerprint}); use another run_name")
+    check_resume(json.loads(state["fingerprint"]) if isinstance(state["fingerprint"], str) else state["fingerprint"],
+                 new_fingerprint, run_dir, "evaluated")
     return state
 
 
-def evaluate(cfg, run_dir: str | Path) -> dict:
-    """Evaluate ``cfg.model`` on ``cfg.dataset`` under ``cfg.attack`` at every radius; return the results dict."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def prepare(cfg, run: RunDirectory) -> Evaluation:
+    """Check every input, then build data, model and attack; nothing is written to the run directory."""
+    radii, attack = check_evaluate_config(cfg)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     device = select_device(cfg.runtime.device)
     seed_everything(cfg.seed, cfg.runtime.deterministic)
-    radii = parse_radii(cfg.attack.eps)
-    attack = resolve_attack(cfg.attack)
-    attack.check_radii(radii)
     split = {"val": cfg.dataset.val_split, "train": cfg.dataset.train_split}.get(cfg.split, cfg.split)
     dataset = _limit(build_dataset(cfg.dataset, split=split, train=False), cfg.max_images)
     loader = build_loader(dataset, batch_size=cfg.batch_size, train=False, seed=cfg.seed,
@@ -79,28 +103,53 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
     model.requires_grad_(False)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    class_names = dataset_class_names(cfg.dataset)
     keys = [format_radius(r) for r in radii]
     # A minimal-norm attack runs once per batch; its radii only serve the robust-at-eps curve.
     runs = [(None, MINIMAL_NORM_KEY)] if attack.minimal_norm else list(zip(radii, keys))
-    fingerprint = {"attack": attack.description, "radii": keys, "dataset": cfg.dataset.name,
-                   "images": len(dataset), "batch_size": cfg.batch_size, "model": cfg.model.name}
-    if cfg.calibration:
-        fingerprint["calibration"] = {"temperature": str(cfg.calibration_temperature),
-                                      "holdout": [cfg.calibration_holdout_fraction, cfg.calibration_holdout_seed]}
-    state = _load_state(run_dir, cfg.resume, fingerprint)
-    if state is None:
-        state = {"fingerprint": fingerprint, "next_batch": 0, "seconds": 0.0, "figure": None, "totals": {}}
+    config = plain_config(cfg)
+    provenance = {
+        "model": {"name": cfg.model.name, **model.weights, "label": weights_label(model.weights)},
+        "dataset": {"name": cfg.dataset.name, "root": cfg.dataset.root, "split": split, "images": len(dataset),
+                    "num_classes": cfg.dataset.num_classes},
+        "attack": {"name": attack.name, "description": attack.description, "config": config["attack"]},
+        "radii": keys,
+        "seeds": {"seed": cfg.seed, "attack": cfg.attack.seed, "dataset": cfg.dataset.seed},
+        "batch_size": cfg.batch_size,
+        "overrides": command_overrides(),
+        "software": software(),
+        "config": config,
+    }
+    facts = {"weights.sha256": model.weights["sha256"], "weights.backbone": model.weights["backbone"],
+             "dataset.images": len(dataset)}
+    return Evaluation(cfg, run, device, radii, attack, dataset, loader, model, runs, dataset_class_names(cfg.dataset),
+                      provenance, fingerprint(config, **facts))
+
+
+def check_finite_logits(model, images: torch.Tensor, names, batch_index: int) -> None:
+    """Refuse a model whose logits on the clean batch hold NaN or inf (e.g. broken weights or inputs)."""
+    with torch.no_grad():
+        logits = model(images)
+    finite = torch.isfinite(logits).flatten(1).all(1)
+    if not bool(finite.all()):
+        bad = [str(names[i]) for i in torch.nonzero(~finite).flatten().tolist()]
+        raise NonFiniteLogits(f"the model's logits are NaN or infinite on batch {batch_index} (images "
+                              f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}): check the weights "
+                              f"({weights_label(model.weights)}) and the data")
+
+
+def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCalibration | None]:
+    """Attack every batch not yet done at every radius; after each, append its record and save the state."""
+    cfg, run_dir, device, attack, runs = evaluation.cfg, evaluation.run.path, evaluation.device, evaluation.attack, \
+        evaluation.runs
+    num_classes = cfg.dataset.num_classes
     totals = {key: {name: ComponentTotals.from_state(s) for name, s in comps.items()}
               for key, comps in state["totals"].items()}
     records = [r for r in read_jsonl(run_dir / BATCHES_FILE) if r["batch"] < state["next_batch"]]
     atomic_write_text(run_dir / BATCHES_FILE, "".join(json.dumps(r) + "\n" for r in records))
-    calibration = EvaluationCalibration.start(cfg, model, device, state.get("calibration"))
+    calibration = EvaluationCalibration.start(cfg, evaluation.model, device, state.get("calibration"))
     if state["next_batch"]:
-        log.info("resuming after batch %d of %d", state["next_batch"], len(loader))
-
-    num_classes = cfg.dataset.num_classes
-    progress = tqdm(loader, desc=f"{attack.description}", unit="batch", dynamic_ncols=True)
+        log.info("resuming after batch %d of %d", state["next_batch"], len(evaluation.loader))
+    progress = tqdm(evaluation.loader, desc=f"{attack.description}", unit="batch", dynamic_ncols=True)
     for batch_index, batch in enumerate(progress):
         if batch_index < state["next_batch"]:
             continue
@@ -108,10 +157,12 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
         images, labels = batch["image"].to(device), batch["label"].to(device)
         if cfg.runtime.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        check_finite_logits(evaluation.model, images, batch["name"], batch_index)
         record = {"batch": batch_index, "names": list(batch["name"]), "acc": {}}
         figure = {} if state["figure"] is None else None
         for radius_index, (radius, key) in enumerate(runs):
-            result = attack.run(model, images, labels, eps=radius, seed=(cfg.attack.seed, batch_index, radius_index))
+            result = attack.run(evaluation.model, images, labels, eps=radius,
+                                seed=(cfg.attack.seed, batch_index, radius_index))
             outcomes = {"worst_case": result, **result.components}
             for name, outcome in outcomes.items():
                 check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])
@@ -119,7 +170,7 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
                 comp.add(outcome.predictions, labels, outcome.accuracy, outcome.extras)
             if calibration is not None:
-                calibration.update(key, model, result.adv_images, labels)
+                calibration.update(key, evaluation.model, result.adv_images, labels)
             record["acc"][key] = {n: [round(100 * a, 4) for a in o.accuracy.tolist()] for n, o in outcomes.items()}
             if figure is not None:
                 count = min(cfg.figure_images, images.shape[0])
@@ -136,28 +187,66 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
         append_jsonl(run_dir / BATCHES_FILE, record)
         atomic_torch_save(run_dir / STATE_FILE, state)
         worst = totals[runs[-1][1]]["worst_case"]
-        progress.set_postfix({f"acc@{runs[-1][1]}": f"{100 * sum(worst.accuracy) / len(worst.accuracy):.1f}"})
+        accuracy = 100 * sum(worst.accuracy) / len(worst.accuracy)
+        progress.set_postfix({f"acc@{runs[-1][1]}": f"{accuracy:.1f}"})
+        log.info("batch %d/%d done in %.1f s (worst-case ACC so far at %s: %.1f%%)", batch_index + 1,
+                 len(evaluation.loader), time.perf_counter() - started, runs[-1][1], accuracy)
+    return totals, calibration
 
+
+def finish(evaluation: Evaluation, state: dict, totals: dict, calibration) -> dict:
+    """The results of a finished evaluation, written to results.json, results.md, plots and W&B."""
+    cfg, attack, runs, keys = evaluation.cfg, evaluation.attack, evaluation.runs, evaluation.provenance["radii"]
+    images = len(evaluation.dataset)
     results = {
         "attack": attack.description, "attack_note": cfg.attack.note, "model": cfg.model.name,
-        "dataset": cfg.dataset.name, "split": cfg.split, "images": len(dataset), "seconds": state["seconds"],
-        "radii": {key: {name: comp.summary(class_names) for name, comp in totals[key].items()}
+        "weights": evaluation.provenance["model"]["label"], "random_weights": evaluation.model.weights["source"] in (
+            "random", "backbone"),
+        "dataset": cfg.dataset.name, "split": cfg.split, "images": images, "seconds": state["seconds"],
+        "provenance": evaluation.provenance,
+        "radii": {key: {name: comp.summary(evaluation.class_names) for name, comp in totals[key].items()}
                   for _, key in runs},
     }
     if attack.minimal_norm:
-        results["minimal_norm"] = minimal_norm_summary(results["radii"].pop(MINIMAL_NORM_KEY)["worst_case"], radii,
-                                                       state["seconds"])
+        results["minimal_norm"] = minimal_norm_summary(results["radii"].pop(MINIMAL_NORM_KEY)["worst_case"],
+                                                       evaluation.radii, state["seconds"])
     else:
         results["not_fooled_percentage"] = {key: 100.0 * sum(a < NU for a in results["radii"][key]["worst_case"][
-            "per_image"]["apsr"]) / len(dataset) for key in keys}
+            "per_image"]["apsr"]) / images for key in keys}
     if calibration is not None:
         results["calibration"] = calibration.summary()
-    logger = RunLogger(cfg.logger, run_dir, config=_plain_config(cfg), job_type="evaluate")
+    logger = RunLogger(cfg.logger, evaluation.run.path, config=evaluation.provenance, job_type="evaluate")
     try:
-        write_reports(results, run_dir, state["figure"], class_names, logger)
+        results["report"] = write_reports(results, evaluation.run.path, state["figure"], evaluation.class_names,
+                                          logger)
     finally:
         logger.finish()
+    evaluation.run.write_to_log(results["report"])
+    results["run_directory"] = str(evaluation.run.path)
     return results
+
+
+def evaluate(cfg, run_dir: str | Path | RunDirectory) -> dict:
+    """Evaluate ``cfg.model`` on ``cfg.dataset`` under ``cfg.attack`` at every radius; return the results dict."""
+    run = run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
+    try:
+        evaluation = prepare(cfg, run)
+        state = _load_state(run.path, cfg.resume, evaluation.fingerprint)
+        if state is None:
+            state = {"fingerprint": json.dumps(evaluation.fingerprint), "next_batch": 0, "seconds": 0.0,
+                     "figure": None, "totals": {}}
+        run.accept(cfg)
+        if evaluation.model.weights["source"] in ("random", "backbone"):
+            log.warning("evaluating a model WITHOUT trained weights (%s): model.random_weights=true",
+                        weights_label(evaluation.model.weights))
+        log.info("model %s: %s; data %s/%s (%d images); attack %s", cfg.model.name,
+                 evaluation.provenance["model"]["label"], cfg.dataset.name, evaluation.provenance["dataset"]["split"],
+                 len(evaluation.dataset), evaluation.attack.description)
+        totals, calibration = run_batches(evaluation, state)
+        return finish(evaluation, state, totals, calibration)
+    finally:
+        if not isinstance(run_dir, RunDirectory):
+            run.detach_log()
 
 
 def minimal_norm_summary(entry: dict, radii: list[float], seconds: float) -> dict:
@@ -174,9 +263,3 @@ def minimal_norm_summary(entry: dict, radii: list[float], seconds: float) -> dic
         "adversarial": {k: entry[k] for k in ("acc", "miou", "images")},
         "per_image": entry["per_image"],
     }
-
-
-def _plain_config(cfg) -> dict:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)

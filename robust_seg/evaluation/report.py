@@ -22,6 +22,29 @@ def component_label(name: str, attack: str) -> str:
     return f"{attack} (worst case)" if name == WORST else name
 
 
+RANDOM_WEIGHTS_BANNER = ("> **RANDOM WEIGHTS**: this model was evaluated without trained weights "
+                         "(model.random_weights=true); its numbers say nothing about a trained model.")
+
+
+def provenance_markdown(results: dict) -> str:
+    """What made these numbers: weights, data, attack, seeds, software (lines under the title)."""
+    record = results.get("provenance")
+    if not record:
+        return ""
+    data, software = record["dataset"], record["software"]
+    lines = [f"- model: {record['model']['name']}, weights: {record['model']['label']}",
+             f"- data: {data['name']} {data['split']} split, {data['images']} images"
+             + (f", root {data['root']}" if data.get("root") else ""),
+             f"- attack: {record['attack']['description']}; radii {', '.join(record['radii'])}; seeds "
+             + ", ".join(f"{k} {v}" for k, v in record["seeds"].items()) + f"; batch size {record['batch_size']}",
+             f"- software: robust_seg {software['robust_seg']}" + (f" ({software['commit']})" if software.get("commit")
+                                                                    else "") + f", torch {software['torch']}"
+             + (f", mmseg {software['mmseg']}" if software.get("mmseg") else ""),
+             f"- command-line overrides: {' '.join(record['overrides']) or '(none)'}"]
+    banner = [RANDOM_WEIGHTS_BANNER, ""] if results.get("random_weights") else []
+    return "\n".join(banner + lines) + "\n\n"
+
+
 def results_markdown(results: dict) -> str:
     """Rows: the attack's components then its worst case; columns: ACC and mIoU per radius (Tables 1, 3, 9)."""
     keys = list(results["radii"])
@@ -29,7 +52,7 @@ def results_markdown(results: dict) -> str:
     header = "| attack | " + " | ".join(f"{k} ACC | {k} mIoU" for k in keys) + " |"
     rule = "|---|" + "---:|---:|" * len(keys)
     lines = [f"# {results['attack']} on {results['model']} / {results['dataset']} ({results['split']}, "
-             f"{results['images']} images)", ""]
+             f"{results['images']} images)", "", provenance_markdown(results).rstrip("\n"), ""]
     if results.get("attack_note"):
         lines += [f"> {results['attack_note']}", ""]
     lines += [header, rule]
@@ -113,7 +136,7 @@ def minimal_norm_markdown(results: dict) -> str:
     summary = results["minimal_norm"]
     cost = summary["complexity"]
     lines = [f"# {results['attack']} on {results['model']} / {results['dataset']} ({results['split']}, "
-             f"{results['images']} images)", "",
+             f"{results['images']} images)", "", provenance_markdown(results).rstrip("\n"), "",
              "| attack | median ||δ||∞ x255 | mean ||δ||∞ x255 | success (APSR >= 99%) | ACC | mIoU |",
              "|---|---:|---:|---:|---:|---:|",
              f"| {results['attack']} | {summary['median_x255']:.2f} | {summary['mean_x255']:.2f} | "
@@ -133,13 +156,13 @@ def _calibration_section(results: dict) -> str:
     return "\n" + calibration_markdown(results) if "calibration" in results else ""
 
 
-def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str], logger) -> None:
+def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str], logger) -> str:
+    """Write results.json, results.md, plots and W&B entries; return the Markdown report."""
     atomic_write_json(run_dir / "results.json", results)
     if "calibration" in results:
         write_calibration_reports(results, run_dir, logger)
     if "minimal_norm" in results:
-        _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
-        return
+        return _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
     markdown = results_markdown(results) + _calibration_section(results)
     atomic_write_text(run_dir / "results.md", markdown)
     plot_robustness_curve(results, run_dir / "robustness_curve.png")
@@ -157,12 +180,14 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
         last = keys[-1]
         logger.segmentation_images(f"predictions@{last}", figure_data[last]["adv"], figure_data[last]["pred"],
                                    figure_data["labels"], class_names)
+    return markdown
 
 
 def _write_minimal_norm_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str],
-                                logger) -> None:
+                                logger) -> str:
     summary = results["minimal_norm"]
-    atomic_write_text(run_dir / "results.md", minimal_norm_markdown(results) + _calibration_section(results))
+    markdown = minimal_norm_markdown(results) + _calibration_section(results)
+    atomic_write_text(run_dir / "results.md", markdown)
     save_failure_curves_png({results["attack"]: summary["curve"]}, str(run_dir / "failure_curve.png"),
                             title=f"{results['model']} / {results['dataset']}")
     if figure_data is not None:
@@ -172,3 +197,4 @@ def _write_minimal_norm_reports(results: dict, run_dir: Path, figure_data: dict 
     logger.table("not_fooled", ["eps", "percentage"], [[e, p] for e, p in zip(
         summary["curve"]["eps"], summary["curve"]["percentage"])])
     logger.image("failure_curve", run_dir / "failure_curve.png")
+    return markdown

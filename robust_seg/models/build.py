@@ -9,8 +9,9 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from robust_seg.models.checkpoints import (SEMSEG_FORMATS, CheckpointError, load_matching, read_state_dict,
+from robust_seg.models.checkpoints import (SEMSEG_FORMATS, CheckpointError, load_matching, load_state_file,
                                           resolve_checkpoint_format, segmentation_state)
+from robust_seg.models.download import WeightsFile
 from robust_seg.models.wrapper import SegmentationModel
 
 log = logging.getLogger(__name__)
@@ -69,27 +70,39 @@ def build_segmentor(mmseg_cfg: Mapping, num_classes: int) -> torch.nn.Module:
     return segmentor
 
 
-def load_backbone(model: SegmentationModel, location: str, checkpoint_format: str) -> None:
+def load_backbone(model: SegmentationModel, location: str, checkpoint_format: str) -> WeightsFile:
     """Initialise the backbone from a classifier checkpoint in ``checkpoint_format`` (converted to MMSeg keys)."""
     from robust_seg.models.convert import CONVERTERS
 
     if checkpoint_format not in CONVERTERS:
         raise CheckpointError(f"unknown backbone_format '{checkpoint_format}' (choose from {', '.join(CONVERTERS)})")
     backbone = model.backbone()
-    state = CONVERTERS[checkpoint_format](read_state_dict(location), backbone)
-    load_matching(backbone, state, f"backbone checkpoint {location} ({checkpoint_format} format)")
+    state, weights = load_state_file(location)
+    load_matching(backbone, CONVERTERS[checkpoint_format](state, backbone),
+                  f"backbone checkpoint {location} ({checkpoint_format} format)")
+    return weights
+
+
+def _is_asset(path) -> bool:
+    from robust_seg.config import ASSETS
+
+    return ASSETS in path.resolve().parents
 
 
 def build_model(cfg, num_classes: int) -> SegmentationModel:
     """Build the model of ``cfg`` (a ``ModelConfig`` or DictConfig) for ``num_classes`` classes.
 
     Order: random init -> backbone checkpoint (``backbone_init``) -> whole-model ``checkpoint``.
+    ``model.weights`` records what was loaded (the run's provenance): ``source`` (``random``, ``backbone``,
+    ``checkpoint`` or ``embedded`` for the weights shipped in ``robust_seg/assets``), the checkpoint's location
+    and the sha256 of its bytes, and the backbone checkpoint's.
     """
     segmentor = build_segmentor(cfg.mmseg, num_classes)
     window = (cfg.inference.crop_size, cfg.inference.stride) if cfg.inference.mode == "slide" else None
     if cfg.inference.mode not in ("whole", "slide"):
         raise ValueError(f"model.inference.mode must be 'whole' or 'slide', got '{cfg.inference.mode}'")
     model = SegmentationModel(segmentor, num_classes, mean=list(cfg.mean), std=list(cfg.std), sliding_window=window)
+    weights = {"source": "random", "checkpoint": None, "sha256": None, "backbone": None}
     if cfg.backbone_init != "none":
         sources = dict(cfg.backbone_checkpoints or {})
         if cfg.backbone_init not in sources:
@@ -97,21 +110,28 @@ def build_model(cfg, num_classes: int) -> SegmentationModel:
                                   f"no such entry (has: {', '.join(sources) or 'none'})")
         if not sources[cfg.backbone_init]:
             raise CheckpointError(f"model.backbone_checkpoints.{cfg.backbone_init} is not set: give a path or URL")
-        load_backbone(model, sources[cfg.backbone_init], cfg.backbone_format)
+        backbone = load_backbone(model, sources[cfg.backbone_init], cfg.backbone_format)
         log.info("backbone initialised from %s (%s)", sources[cfg.backbone_init], cfg.backbone_init)
+        weights.update(source="backbone", backbone={"init": cfg.backbone_init, "location": backbone.location,
+                                                     "sha256": backbone.sha256})
     if cfg.checkpoint:
-        load_segmentation_checkpoint(model, cfg.checkpoint, getattr(cfg, "checkpoint_format", "auto"))
+        loaded = load_segmentation_checkpoint(model, cfg.checkpoint, getattr(cfg, "checkpoint_format", "auto"),
+                                              getattr(cfg, "checkpoint_sha256", None))
+        weights.update(source="embedded" if _is_asset(loaded.path) else "checkpoint", checkpoint=loaded.location,
+                       sha256=loaded.sha256)
+    model.weights = weights
     if cfg.sync_bn and torch.distributed.is_available() and torch.distributed.is_initialized():
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
 
-def load_segmentation_checkpoint(model: SegmentationModel, location: str, checkpoint_format: str = "auto") -> None:
+def load_segmentation_checkpoint(model: SegmentationModel, location: str, checkpoint_format: str = "auto",
+                                 sha256: str | None = None) -> WeightsFile:
     """Load whole-model weights strictly: saved by this project (``SegmentationModel.state_dict()``), a whole
     MMSeg segmentor from the MMSeg model zoo, or a semseg (hszhao / DDC-AT) PSPNet or DeepLabV3, converted
     (``checkpoint_format``, see ``checkpoints.segmentation_state``)."""
     what = f"checkpoint {location}"
-    state = read_state_dict(location)
+    state, weights = load_state_file(location, sha256)
     resolved = resolve_checkpoint_format(state, checkpoint_format, what)
     try:
         load_matching(model, segmentation_state(state, resolved, what), f"{what} ({resolved} format)")
@@ -121,3 +141,4 @@ def load_segmentation_checkpoint(model: SegmentationModel, location: str, checkp
             raise CheckpointError(f"{error}; {resolved} checkpoints need model={config} (deep stem, "
                                   "no contracted dilation)") from None
         raise
+    return weights

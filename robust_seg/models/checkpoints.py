@@ -1,43 +1,44 @@
 """Loading weights safely (``weights_only=True``) from a local path or a URL."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Mapping
 
 import torch
 from torch import nn
 
+from robust_seg.errors import CheckpointError  # noqa: F401  (re-exported: robust_seg.models.CheckpointError)
+from robust_seg.models.download import WeightsFile, resolve_weights_file
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or does not match the model."""
 
-
-def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a state dict from a path or an http(s) URL (cached by torch.hub), never unpickling objects.
+def load_state_file(location: str, expected_sha256: str | None = None,
+                    map_location: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], WeightsFile]:
+    """A state dict from a path or an http(s) URL (hash-checked cache, ``robust_seg.models.download``), never
+    unpickling objects, and the file it came from (with its sha256, for the run's provenance).
 
     Accepts plain state dicts and the usual wrappers (``state_dict``, ``model``, ``module.`` prefixes).
+    A NaN or infinite value in any floating tensor is refused, naming the tensor.
     """
-    if location.startswith(("http://", "https://")):
-        try:
-            state = torch.hub.load_state_dict_from_url(location, map_location=map_location, weights_only=True,
-                                                       progress=False)
-        except Exception as error:  # network, HTTP and format errors all end here
-            raise CheckpointError(f"cannot download checkpoint {location}: {error}".splitlines()[0]) from None
-    else:
-        path = Path(os.path.expanduser(location))
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path} (give a local file or an http(s) URL)")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as error:
-            raise CheckpointError(f"cannot read checkpoint {path} as plain tensors: {error}".splitlines()[0]) from None
+    weights = resolve_weights_file(location, expected_sha256)
+    try:
+        state = torch.load(weights.path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"cannot read checkpoint {location} as plain tensors: {error}".splitlines()[0]) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]
     if not isinstance(state, Mapping):
         raise CheckpointError(f"checkpoint {location} holds a {type(state).__name__}, not a state dict")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"checkpoint {location} holds NaN or infinite values in {key}: "
+                                  "the weights are broken (use an earlier checkpoint)")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return state, weights
+
+
+def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict of :func:`load_state_file` alone."""
+    return load_state_file(location, map_location=map_location)[0]
 
 
 SEGMENTOR_PREFIX = "segmentor."

@@ -27,6 +27,10 @@ class ModelConfig:
         ``project`` = this project's ``SegmentationModel.state_dict()`` (keys ``segmentor.*``), ``mmseg`` =
         a whole MMSeg segmentor as in the MMSeg model zoo (keys ``backbone.*``, ``decode_head.*``,
         ``auxiliary_head.*``), ``auto`` = whichever of the two the keys show.
+    checkpoint_sha256: the sha256 of the checkpoint file; when given, the file is checked against it after a
+        download and on every load (``robust_seg.models.download``).
+    random_weights: evaluation refuses a model without ``checkpoint`` unless this is true (evaluating random
+        weights on purpose, e.g. to test a pipeline); such a run says so in every report.
     """
 
     name: str = "???"
@@ -38,5 +42,7 @@ class ModelConfig:
     backbone_format: str = "mmseg"
     checkpoint: Optional[str] = None
     checkpoint_format: str = "auto"
+    checkpoint_sha256: Optional[str] = None
+    random_weights: bool = False
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     sync_bn: bool = False

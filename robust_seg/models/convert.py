@@ -152,7 +152,7 @@ SEMSEG_UNUSED = ("cls2.", "mask1.")
 
 
 def _semseg_error(message: str) -> Exception:
-    from robust_seg.models.checkpoints import CheckpointError
+    from robust_seg.errors import CheckpointError
 
     return CheckpointError(message)
 

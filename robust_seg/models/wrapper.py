@@ -26,6 +26,8 @@ class SegmentationModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.sliding_window = tuple(sliding_window) if sliding_window else None
+        self.weights: dict = {"source": "random", "checkpoint": None, "sha256": None, "backbone": None}
+        """What the parameters were loaded from (set by ``robust_seg.models.build_model``; the run's provenance)."""
 
     @property
     def align_corners(self) -> bool:

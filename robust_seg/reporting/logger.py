@@ -5,22 +5,35 @@ Only rank 0 logs. The W&B key is read by wandb from the environment
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 from robust_seg.errors import ConfigError
+from robust_seg.reporting.files import atomic_write_json
+
+STATE_FILE = "wandb_run.json"
+"""The run directory's W&B run id and last logged step: a resumed run continues the same W&B run."""
 
 log = logging.getLogger(__name__)
 
 
 class RunLogger:
-    """Thin facade over a W&B run; every method is a no-op without one."""
+    """Thin facade over a W&B run; every method is a no-op without one.
+
+    The W&B run id is kept in ``<run dir>/wandb_run.json`` with the last step logged: a resumed run continues the
+    same W&B run (``resume="allow"``), and :meth:`log_missing` logs the epochs a killed run had saved but not yet
+    logged, so that the history holds every epoch exactly once.
+    """
 
     def __init__(self, cfg, run_dir: str | Path, config: dict, job_type: str, enabled: bool = True):
         self.run = None
         self.max_images = cfg.log_images
+        self.state_file = Path(run_dir) / STATE_FILE
+        self.last_step = 0
         if not enabled or cfg.backend == "none" or cfg.mode == "disabled":
             return
         if cfg.backend != "wandb":
@@ -33,13 +46,33 @@ class RunLogger:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
+        run_id = state.get("id") or uuid.uuid4().hex[:12]
+        self.last_step = int(state.get("step", 0))
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags),
                               mode=cfg.mode, dir=str(run_dir), config=config, job_type=job_type,
-                              name=Path(run_dir).name, reinit="finish_previous")
+                              name=Path(run_dir).name, id=run_id, resume="allow", reinit="finish_previous")
+        self._save_state()
+
+    def _save_state(self) -> None:
+        atomic_write_json(self.state_file, {"id": self.run.id, "step": self.last_step})
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self.run is not None:
             self.run.log(metrics, step=step)
+            if step is not None and step > self.last_step:
+                self.last_step = step
+                self._save_state()
+
+    def log_epoch(self, entry: dict[str, Any]) -> None:
+        """One epoch's metrics (a history entry of the training loop) at step = epoch, once."""
+        if self.run is not None and entry["epoch"] > self.last_step:
+            self.log({k: v for k, v in entry.items() if k != "multipliers"}, step=entry["epoch"])
+
+    def log_missing(self, history: list[dict[str, Any]]) -> None:
+        """Log the entries of ``history`` beyond the last logged step (a run killed between save and log)."""
+        for entry in history:
+            self.log_epoch(entry)
 
     def table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
         if self.run is not None:

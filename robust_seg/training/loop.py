@@ -10,6 +10,7 @@ uninterrupted run (deterministic data order, augmentation and RNG states).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import nullcontext
@@ -18,16 +19,18 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.data import build_dataset, build_loader, set_epoch
 from robust_seg.data import class_names as dataset_class_names
+from robust_seg.config_checks import check_train_config, train_loss_options
 from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.models import build_model
 from robust_seg.reporting.files import atomic_torch_save, atomic_write_json
+from robust_seg.provenance import check_resume, fingerprint, plain_config, software
 from robust_seg.reporting.logger import RunLogger
+from robust_seg.run_directory import RunDirectory
 from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
 from robust_seg.training.adversary import adversarial_examples
 from robust_seg.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -77,28 +80,45 @@ def _batch_geometry(cfg, world_size: int) -> tuple[int, int]:
     return micro, accumulation
 
 
-def train(cfg, run_dir: str | Path) -> dict:
+def _resume_state(checkpoint_path: Path, resume: bool, new_fingerprint: dict) -> dict | None:
+    """The checkpoint to continue from (None for a new run); refuses a rerun without ``resume=true`` and a resume
+    whose result-changing settings differ from the run's (one line naming each key)."""
+    if not checkpoint_path.exists():
+        return None
+    run_dir = checkpoint_path.parent.parent
+    if not resume:
+        raise ConfigError(f"{run_dir} already holds a training run: pass resume=true to continue it, "
+                          "or another run_name")
+    state = load_checkpoint(checkpoint_path)
+    old = json.loads(state["fingerprint"]) if "fingerprint" in state else {}
+    check_resume(old, new_fingerprint, run_dir, "trained")
+    return state
+
+
+def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
     """Train ``cfg.model`` on ``cfg.dataset`` with ``cfg.scheme``; return the final metrics and history."""
+    check_train_config(cfg)
     distributed = init_distributed(cfg.runtime.device)
-    run_dir = shared_run_dir(run_dir, distributed)
     main = distributed.is_main
+    owns_run = not isinstance(run_dir, RunDirectory)
+    if not owns_run:
+        run = run_dir
+        run.path = shared_run_dir(run.path, distributed)
+        run.fresh = run.fresh if main else False
+    else:
+        run = RunDirectory(shared_run_dir(run_dir, distributed), is_main=main)
+    run_dir = run.path
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     device = select_device(cfg.runtime.device, distributed.local_rank)
     seed_everything(cfg.seed, cfg.runtime.deterministic)
     checkpoint_path = run_dir / CHECKPOINT
-    if checkpoint_path.exists() and not cfg.resume:
-        raise ConfigError(f"{run_dir} already holds a training run: pass resume=true to continue it, "
-                          "or another run_name")
+    run_fingerprint = fingerprint(plain_config(cfg))
+    resumed = _resume_state(checkpoint_path, cfg.resume, run_fingerprint)
 
     num_classes = cfg.dataset.num_classes
-    loss_options = OmegaConf.to_container(cfg.scheme.loss, resolve=True) if OmegaConf.is_config(cfg.scheme.loss) \
-        else dict(cfg.scheme.loss)
-    loss_name = loss_options.pop("name")
-    try:
-        train_loss = build_train_loss(loss_name, num_classes, **loss_options)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"scheme.loss: {error}") from None
+    loss_name, loss_options = train_loss_options(cfg.scheme.loss)
+    train_loss = build_train_loss(loss_name, num_classes, **loss_options)
 
     train_set = build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=True)
     multiplier_set = None
@@ -137,8 +157,9 @@ def train(cfg, run_dir: str | Path) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict] = []
     start_epoch = 0
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
+    run.accept(cfg)
+    if resumed is not None:
+        state = resumed
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -152,7 +173,8 @@ def train(cfg, run_dir: str | Path) -> dict:
         network = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    logger = RunLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), "train", enabled=main)
+    logger = RunLogger(cfg.logger, run_dir, {**plain_config(cfg), "software": software()}, "train", enabled=main)
+    logger.log_missing(history)  # epochs a killed run saved but had not yet logged
     class_names = dataset_class_names(cfg.dataset)
     try:
         for epoch in range(start_epoch, cfg.schedule.epochs):
@@ -205,10 +227,11 @@ def train(cfg, run_dir: str | Path) -> dict:
             history.append(entry)
             if main:
                 log.info("epoch %d: %s", epoch + 1, {k: v for k, v in entry.items() if k != "multipliers"})
-                logger.log({k: v for k, v in entry.items() if k != "multipliers"}, step=epoch + 1)
                 save_checkpoint(checkpoint_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
                                 scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                                loss=train_loss.state_dict(), epoch=epoch + 1, history=history)
+                                loss=train_loss.state_dict(), epoch=epoch + 1, history=history,
+                                fingerprint=json.dumps(run_fingerprint))
+                logger.log_epoch(entry)
             if distributed.enabled:
                 dist.barrier()
 
@@ -228,6 +251,8 @@ def train(cfg, run_dir: str | Path) -> dict:
         return results
     finally:
         logger.finish()
+        if owns_run:
+            run.detach_log()
 
 
 @torch.no_grad()

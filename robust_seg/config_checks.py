@@ -1,0 +1,193 @@
+"""Every config value checked before the first model or dataset is built.
+
+Hydra's schemas (``robust_seg.config``) check types and unknown keys at composition; these functions check
+ranges, names and combinations, and raise ``ConfigError`` with one line naming the key, the bad value and the
+fix. The evaluation and training drivers call them first.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from robust_seg.errors import ConfigError
+from robust_seg.radii import parse_radii, parse_radius
+
+POSITIVE_INT_OPTIONS = ("iterations", "restarts", "steps", "queries", "check_every")
+"""Attack options that count something: integers >= 1."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int(name: str, value: Any, *, optional: bool = False, minimum: int = 1) -> None:
+    if optional and value is None:
+        return
+    if not _is_int(value) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or null" if optional else "")
+        raise ConfigError(f"{name}={value!r}: must be {allowed}")
+
+
+def finite_number(name: str, value: Any, *, minimum: float | None = None, strictly: bool = False,
+                  maximum: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: must be a finite number")
+    if minimum is not None and (value <= minimum if strictly else value < minimum):
+        raise ConfigError(f"{name}={value!r}: must be {'>' if strictly else '>='} {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value!r}: must be <= {maximum:g}")
+
+
+def choice(name: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: unknown; choose from {', '.join(map(str, choices))}")
+
+
+def check_known_keys(cfg, schema) -> None:
+    """Refuse keys the schema does not have (e.g. a mistyped ``+key=value``), naming the key."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else cfg)
+    except ConfigKeyError as error:
+        key = getattr(error, "full_key", None) or str(error).splitlines()[0]
+        raise ConfigError(f"unknown config key {key}: check its spelling (python -m robust_seg.evaluate --help "
+                          "lists the options)") from None
+
+
+def check_runtime(cfg) -> None:
+    from robust_seg.runtime import select_device
+
+    select_device(cfg.device)
+    positive_int("runtime.threads", cfg.threads, optional=True)
+    positive_int("runtime.num_workers", cfg.num_workers, minimum=0)
+
+
+def check_logger(cfg) -> None:
+    choice("logger.backend", cfg.backend, ("wandb", "none"))
+    choice("logger.mode", cfg.mode, ("offline", "online", "disabled"))
+    positive_int("logger.log_images", cfg.log_images, minimum=0)
+
+
+def check_dataset(cfg) -> None:
+    from robust_seg.data.config import as_dataset_config
+
+    as_dataset_config(cfg)
+
+
+def check_model(cfg, *, evaluation: bool) -> None:
+    from robust_seg.models.checkpoints import CHECKPOINT_FORMATS
+
+    choice("model.checkpoint_format", cfg.checkpoint_format, CHECKPOINT_FORMATS)
+    choice("model.inference.mode", cfg.inference.mode, ("whole", "slide"))
+    if cfg.inference.mode == "slide":
+        positive_int("model.inference.crop_size", cfg.inference.crop_size)
+        positive_int("model.inference.stride", cfg.inference.stride)
+    if cfg.checkpoint_sha256 is not None and (len(str(cfg.checkpoint_sha256)) != 64 or
+                                              any(c not in "0123456789abcdefABCDEF" for c in str(cfg.checkpoint_sha256))):
+        raise ConfigError(f"model.checkpoint_sha256={cfg.checkpoint_sha256!r}: must be 64 hexadecimal digits")
+    if evaluation and not cfg.checkpoint and not cfg.random_weights:
+        raise ConfigError(f"model {cfg.name} has no trained weights: give model.checkpoint=<path or URL> "
+                          "(model=embedded is the shipped model), or model.random_weights=true to evaluate "
+                          "random weights on purpose")
+
+
+def check_attack_options(attack) -> None:
+    """Ranges of a resolved attack's options: counts >= 1, finite numbers, known loss names."""
+    from robust_seg.attacks.losses import LOSSES
+
+    for key, value in attack.options.items():
+        name = f"attack.options.{key}"
+        if key in POSITIVE_INT_OPTIONS:
+            positive_int(name, value)
+        elif isinstance(value, float):
+            finite_number(name, value)
+        if key == "loss":
+            choice(name, value, sorted(LOSSES))
+        if key == "losses":
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ConfigError(f"{name}={value!r}: must be a non-empty list of losses ({', '.join(sorted(LOSSES))})")
+            for loss in value:
+                choice(name, loss, sorted(LOSSES))
+
+
+def check_evaluate_config(cfg):
+    """Check an ``EvaluateConfig``; return the parsed radii and the resolved attack."""
+    from robust_seg.attacks.registry import resolve_attack
+    from robust_seg.config import EvaluateConfig
+
+    check_known_keys(cfg, EvaluateConfig)
+    positive_int("batch_size", cfg.batch_size)
+    positive_int("max_images", cfg.max_images, optional=True)
+    positive_int("figure_images", cfg.figure_images, minimum=0)
+    if not cfg.split:
+        raise ConfigError("split is empty: give val, train or a split name of the dataset")
+    radii = parse_radii(cfg.attack.eps)
+    attack = resolve_attack(cfg.attack)
+    check_attack_options(attack)
+    attack.check_radii(radii)
+    from robust_seg.evaluation.calibration import parse_temperature
+
+    parse_temperature(cfg.calibration_temperature)
+    finite_number("calibration_holdout_fraction", cfg.calibration_holdout_fraction, minimum=0, strictly=True,
+                  maximum=1)
+    check_runtime(cfg.runtime)
+    check_logger(cfg.logger)
+    check_dataset(cfg.dataset)
+    check_model(cfg.model, evaluation=True)
+    return radii, attack
+
+
+def train_loss_options(cfg) -> tuple[str, dict]:
+    """``scheme.loss`` as (name, hyperparameters)."""
+    from robust_seg.provenance import plain_config
+
+    options = plain_config(cfg)
+    return options.pop("name", None), options
+
+
+def check_train_loss(cfg, num_classes: int) -> None:
+    from robust_seg.training.losses import build_train_loss
+
+    name, options = train_loss_options(cfg)
+    try:
+        build_train_loss(name, num_classes, **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"scheme.loss: {error}") from None
+
+
+def check_train_config(cfg) -> None:
+    """Check a ``TrainConfig``."""
+    from robust_seg.attacks.losses import LOSSES
+    from robust_seg.config import TrainConfig
+
+    check_known_keys(cfg, TrainConfig)
+    positive_int("batch_size", cfg.batch_size)
+    positive_int("micro_batch_size", cfg.micro_batch_size, optional=True)
+    positive_int("eval_every", cfg.eval_every)
+    positive_int("max_steps_per_epoch", cfg.max_steps_per_epoch, optional=True)
+    finite_number("auxiliary_weight", cfg.auxiliary_weight, minimum=0)
+    positive_int("schedule.epochs", cfg.schedule.epochs)
+    finite_number("schedule.warmup_epochs", cfg.schedule.warmup_epochs, minimum=0)
+    finite_number("schedule.power", cfg.schedule.power, minimum=0)
+    choice("optimizer.name", cfg.optimizer.name, ("adamw", "sgd"))
+    finite_number("optimizer.lr", cfg.optimizer.lr, minimum=0, strictly=True)
+    finite_number("optimizer.weight_decay", cfg.optimizer.weight_decay, minimum=0)
+    finite_number("optimizer.decoder_lr_ratio", cfg.optimizer.decoder_lr_ratio, minimum=0, strictly=True)
+    finite_number("scheme.validation_fraction", cfg.scheme.validation_fraction, minimum=0, strictly=True, maximum=1)
+    adversarial = cfg.scheme.adversarial
+    if adversarial is not None:
+        positive_int("scheme.adversarial.steps", adversarial.steps)
+        if parse_radius(adversarial.eps, "scheme.adversarial.eps") <= 0:
+            raise ConfigError(f"scheme.adversarial.eps={adversarial.eps!r}: adversarial training needs a radius > 0")
+        finite_number("scheme.adversarial.step_size", adversarial.step_size, minimum=0, strictly=True)
+        choice("scheme.adversarial.loss", adversarial.loss, sorted(LOSSES))
+    check_train_loss(cfg.scheme.loss, cfg.dataset.num_classes)
+    parse_radius(cfg.robust_eval.eps, "robust_eval.eps")
+    positive_int("robust_eval.iterations", cfg.robust_eval.iterations)
+    positive_int("robust_eval.max_images", cfg.robust_eval.max_images, optional=True)
+    check_runtime(cfg.runtime)
+    check_logger(cfg.logger)
+    check_dataset(cfg.dataset)
+    check_model(cfg.model, evaluation=False)
