@@ -45,6 +45,10 @@ def _hydra_message(error: BaseException) -> str | None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if isinstance(error, AssertionError) and _raised_inside(error, ("/omegaconf/", "/hydra/")):
+        # OmegaConf asserts when an override sets a key below a null section, e.g. dataset.synthetic.* on VOC
+        return (f"an override does not fit the composed config ({one_line(error)}): it sets a key below a section "
+                "that is null here, e.g. dataset.synthetic.* with a real dataset")
     if not isinstance(error, (HydraException, OmegaConfBaseException)):
         return None
     text = str(error).strip()
@@ -54,6 +58,9 @@ def _hydra_message(error: BaseException) -> str | None:
         choices = [line.strip() for line in options.splitlines()[1:] if line.strip()]
         return f"{head.strip()} (choose from: {', '.join(choices)})"
     line = one_line(error)
+    hint = next((l.strip() for l in text.splitlines()[1:] if l.strip().startswith("To append")), None)
+    if hint:
+        line = f"{line} ({hint[0].lower()}{hint[1:]})"
     override = getattr(error, "override", None)
     if override is not None and str(override) not in line:  # OverrideParseException
         line = f"cannot read the override {override}: {line}"
@@ -63,6 +70,14 @@ def _hydra_message(error: BaseException) -> str | None:
         key = re.search(r"full_key: (\S+)", str(cause))
         line = f"{line}: {detail}" + (f" (key {key.group(1)})" if key and key.group(1) not in line else "")
     return line
+
+
+def _raised_inside(error: BaseException, places: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of ``error``'s traceback lies in a file whose path contains one of ``places``."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return trace is not None and any(place in trace.tb_frame.f_code.co_filename for place in places)
 
 
 def run_main(hydra_main: Callable[[], T]) -> T:

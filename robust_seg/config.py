@@ -115,6 +115,8 @@ class PretrainConfig:
 
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+"""The Hydra config directory (absolute: the entry points work as ``python -m`` and as console scripts)."""
 
 
 def asset_path(name: str) -> str:

@@ -26,7 +26,9 @@ HARMLESS_KEYS = (
     "logger", "runtime.threads", "runtime.device", "runtime.num_workers", "resume", "run_name", "note",
     "attack.note", "figure_images", "export_path", "model.random_weights", "model.checkpoint_sha256", "progress",
 )
-"""Config keys (and subtrees) that cannot change a result: they may differ when a run is resumed."""
+"""Config keys (and subtrees) that do not change what is evaluated or trained: they may differ when a run is
+resumed. (A thread count or device can change the last bits of floating-point sums, as any rerun on other
+hardware would; bit-for-bit equality with an uninterrupted run holds when they are kept.)"""
 
 
 def plain_config(cfg) -> dict:
@@ -62,9 +64,12 @@ def fingerprint(config: Mapping, **facts: Any) -> dict[str, Any]:
 
 
 def fingerprint_differences(old: Mapping, new: Mapping) -> list[str]:
+    """``key: old -> new`` for every differing key, the shallowest keys first (``model.name`` before the
+    ``model.mmseg.*`` details that follow from it)."""
     missing = "<unset>"
+    keys = sorted(set(old) | set(new), key=lambda key: (key.count("."), key))
     return [f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
-            for key in sorted(set(old) | set(new)) if old.get(key, missing) != new.get(key, missing)]
+            for key in keys if old.get(key, missing) != new.get(key, missing)]
 
 
 def check_resume(old: Mapping, new: Mapping, run_dir: Path, what: str) -> None:

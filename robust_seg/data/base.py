@@ -67,19 +67,29 @@ class SegmentationDataset(Dataset):
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """RGB image file -> float32 (3, H, W) in [0, 1]."""
-    with Image.open(path) as file:
-        array = np.asarray(file.convert("RGB"), dtype=np.uint8)
+    """RGB image file -> float32 (3, H, W) in [0, 1]; a missing or unreadable file is a one-line error naming it."""
+    try:
+        with Image.open(path) as file:
+            array = np.asarray(file.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DatasetError(f"cannot read image {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
+                           "(replace the file or remove it from the split)") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
 def read_label(path: Path) -> torch.Tensor:
     """Label PNG (palette "P" or grey "L": the stored index is the class) -> int64 (H, W)."""
-    with Image.open(path) as file:
-        if file.mode not in ("P", "L"):
-            raise DatasetError(f"label {path} has PIL mode {file.mode!r}; expected a palette (P) or grey (L) PNG "
-                               "storing class indices")
-        array = np.asarray(file, dtype=np.uint8)
+    try:
+        with Image.open(path) as file:
+            if file.mode not in ("P", "L"):
+                raise DatasetError(f"label {path} has PIL mode {file.mode!r}; expected a palette (P) or grey (L) PNG "
+                                   "storing class indices")
+            array = np.asarray(file, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"cannot read label {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
+                           "(replace the file or remove it from the split)") from None
     return torch.from_numpy(array.astype(np.int64))
 
 

@@ -144,8 +144,9 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
     num_classes = cfg.dataset.num_classes
     totals = {key: {name: ComponentTotals.from_state(s) for name, s in comps.items()}
               for key, comps in state["totals"].items()}
-    records = [r for r in read_jsonl(run_dir / BATCHES_FILE) if r["batch"] < state["next_batch"]]
-    atomic_write_text(run_dir / BATCHES_FILE, "".join(json.dumps(r) + "\n" for r in records))
+    if (run_dir / BATCHES_FILE).exists():  # drop records of a batch whose state was not saved (killed in between)
+        records = [r for r in read_jsonl(run_dir / BATCHES_FILE) if r["batch"] < state["next_batch"]]
+        atomic_write_text(run_dir / BATCHES_FILE, "".join(json.dumps(r) + "\n" for r in records))
     calibration = EvaluationCalibration.start(cfg, evaluation.model, device, state.get("calibration"))
     if state["next_batch"]:
         log.info("resuming after batch %d of %d", state["next_batch"], len(evaluation.loader))
