@@ -185,8 +185,8 @@ def check_train_config(cfg) -> None:
         choice("scheme.adversarial.loss", adversarial.loss, sorted(LOSSES))
     check_train_loss(cfg.scheme.loss, cfg.dataset.num_classes)
     parse_radius(cfg.robust_eval.eps, "robust_eval.eps")
-    positive_int("robust_eval.iterations", cfg.robust_eval.iterations)
-    positive_int("robust_eval.max_images", cfg.robust_eval.max_images, optional=True)
+    positive_int("robust_eval.iterations", cfg.robust_eval.iterations, minimum=0)  # 0: no robust validation
+    positive_int("robust_eval.max_images", cfg.robust_eval.max_images, optional=True, minimum=0)
     check_runtime(cfg.runtime)
     check_logger(cfg.logger)
     check_dataset(cfg.dataset)

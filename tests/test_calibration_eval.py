@@ -203,6 +203,6 @@ def test_evaluation_run_reports_calibration_at_every_radius_and_resumes_identica
     assert len(saves) == 1
     resumed = driver.evaluate(compose_config("evaluate", [*overrides, "resume=true"]), tmp_path / "resumed")
     assert resumed["calibration"] == straight["calibration"]
-    with pytest.raises(ConfigError, match="another configuration"):
+    with pytest.raises(ConfigError, match="calibration_temperature: .fit. -> 2"):
         driver.evaluate(compose_config("evaluate", [*overrides, "resume=true", "calibration_temperature=2"]),
                         tmp_path / "resumed")
