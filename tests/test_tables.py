@@ -372,3 +372,28 @@ def test_embedded_table7_end_to_end_and_with_one_job_lost(tmp_path):
 @pytest.mark.parametrize("name", [n for n in TABLES if n != "table7"])
 def test_embedded_grid_end_to_end(name, tmp_path):
     _check_embedded_table(name, tmp_path / name)
+
+
+def test_labels_come_from_the_results_record_not_from_rewritable_files(tmp_path):
+    """A later command rewriting .hydra/ cannot relabel finished numbers: the provenance in results.json wins;
+    a run with random weights is named in the table's notes."""
+    spec = TABLES["table7"]
+    coordinates = sorted(spec.expected_coordinates(), key=Coordinates.describe)
+    for index, coordinate in enumerate(coordinates):
+        path = _write_run(tmp_path / str(index), spec.experiment, coordinate, _complete_results())
+        results = json.loads((path / "results.json").read_text())
+        results["provenance"] = {"overrides": yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()),
+                                 "config": {"seed": 0}}
+        results["random_weights"] = index == 0
+        (path / "results.json").write_text(json.dumps(results))
+        (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["experiment=something_else"]))
+    table = build_table(spec, collect_runs([tmp_path]))
+    assert len(table.gaps()) == DESIGNED_GAPS.get(spec.name, 0)
+    assert table.notes and table.notes[0].startswith("RANDOM WEIGHTS: 1 run(s)") and "0" in table.notes[0]
+    assert "RANDOM WEIGHTS" in make_table_text(table)
+
+
+def make_table_text(table) -> str:
+    from robust_seg.reporting.tables import to_markdown
+
+    return to_markdown(table)

@@ -47,7 +47,7 @@ COLUMNS_OVERRIDE = "experiment/table_columns"
 SCENARIO_OVERRIDE = "experiment/thesis_scenarios"
 SCENARIOS = ("untargeted", "targeted")
 LOSS_OVERRIDE = "attack.options.loss"
-IGNORED_CONFIG_KEYS = ("resume", "run_name")
+IGNORED_CONFIG_KEYS = ("resume", "run_name", "logger", "runtime")
 WORST = "worst_case"
 
 
@@ -79,8 +79,16 @@ class Run:
 
     @classmethod
     def load(cls, path: Path) -> "Run":
-        overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
-        config = yaml.safe_load((path / ".hydra" / "config.yaml").read_text()) or {}
+        """A job's coordinates and configuration come from the provenance record of its ``results.json`` (written
+        with the results, never rewritten); ``.hydra/`` serves only jobs without results (failed or killed)."""
+        results_file = path / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.exists() else None
+        record = (results or {}).get("provenance")
+        if record:
+            overrides, config = list(record["overrides"]), dict(record["config"])
+        else:
+            overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
+            config = yaml.safe_load((path / ".hydra" / "config.yaml").read_text()) or {}
         for key in IGNORED_CONFIG_KEYS:
             config.pop(key, None)
         row = column = loss = scenario = experiment = None
@@ -96,12 +104,7 @@ class Run:
                 scenario = value
             elif key == "experiment":
                 experiment = value
-        results_file = path / "results.json"
-        results, problem = None, None
-        if results_file.exists():
-            results = json.loads(results_file.read_text())
-        else:
-            problem = f"job {path.name} has no results.json ({_failure_hint(path)})"
+        problem = None if results is not None else f"job {path.name} has no results.json ({_failure_hint(path)})"
         attack = config.get("attack") if isinstance(config.get("attack"), dict) else None
         return cls(path, experiment, Coordinates(row, column, loss, scenario), json.dumps(config, sort_keys=True),
                    results, problem, target=(attack or {}).get("target"), has_attack=attack is not None)
@@ -269,6 +272,11 @@ def build_table(spec: TableSpec, runs: Sequence[Run]) -> BuiltTable:
             paper = row.published[index] if row.published else None
             row_cells.append(_fill(cell, by_coordinates, paper, row.missing_reason))
         cells.append(row_cells)
+    random = sorted(run.path.name for run in mine if (run.results or {}).get("random_weights"))
+    if random:
+        notes.insert(0, f"RANDOM WEIGHTS: {len(random)} run(s) evaluated a model without trained weights "
+                        f"(model.random_weights=true: {', '.join(random)}); their numbers say nothing about a trained "
+                        "model")
     return BuiltTable(spec, cells, notes)
 
 
@@ -282,7 +290,7 @@ def _fill(cell: CellSpec | None, by_coordinates: dict[Coordinates, list[Run]], p
         if not candidates:
             return CellResult(published=paper, gap=f"no run with {source.describe()} (not launched, or killed "
                                                    "before it started)")
-        if len({run.fingerprint for run in candidates}) > 1:
+        if len({run.fingerprint for run in candidates if run.results is not None}) > 1:
             return CellResult(published=paper, gap=f"{len(candidates)} runs with {source.describe()} have different "
                                                    "configs (" + ", ".join(str(r.path) for r in candidates) + ")")
         run = max(candidates, key=lambda r: (r.results is not None, r.path.stat().st_mtime))

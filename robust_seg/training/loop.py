@@ -28,7 +28,7 @@ from robust_seg.config_checks import check_train_config, train_loss_options
 from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.models import build_model
 from robust_seg.reporting.files import atomic_torch_save, atomic_write_json
-from robust_seg.provenance import check_resume, fingerprint, plain_config, software
+from robust_seg.provenance import check_resume, command_overrides, fingerprint, plain_config, software
 from robust_seg.reporting.logger import RunLogger
 from robust_seg.run_directory import RunDirectory
 from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
@@ -236,6 +236,8 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
                 dist.barrier()
 
         results = {"epochs": cfg.schedule.epochs, "history": history,
+                   "provenance": {"model": {"name": cfg.model.name, **model.weights}, "overrides": command_overrides(),
+                                  "software": software(), "config": plain_config(cfg)},
                    "final": {k: v for k, v in history[-1].items() if k != "multipliers"} if history else {}}
         if main:
             atomic_write_json(run_dir / "train_results.json", results)
