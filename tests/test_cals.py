@@ -78,7 +78,7 @@ def test_alm_multiplier_update_equals_formula_6_12():
         for k in range(3)
     ]
     torch.testing.assert_close(loss.multipliers.multipliers, torch.tensor(expected, dtype=torch.float64))
-    # epoch 0 is not a rho-update epoch (period 10): rho unchanged, history has one row
+    # epoch 0 has no previous epoch (Alg. 6.2's j >= 1): rho unchanged, history has one row
     torch.testing.assert_close(loss.multipliers.penalty_parameters, torch.tensor(rho, dtype=torch.float64))
     assert len(loss.multipliers_history) == 1
     torch.testing.assert_close(loss.multipliers_history[0], torch.tensor(expected, dtype=torch.float64))
@@ -102,24 +102,73 @@ def distances_for_mean_constraints(mean_constraints, margin=10.0):
     return (margin * (torch.tensor(mean_constraints) + 1)).view(1, -1, 1, 1)
 
 
-def test_alm_penalty_parameter_rule_every_period():
-    multipliers = ALMMultipliers(5, penalty_update_period=2)
+def test_alm_thesis_rho_rule_is_algorithm_6_2_every_epoch():
+    """Alg. 6.2 l. 10-14, hand-computed over 6 epochs: rho_k <- 1.2 rho_k when dbar_k^(j) > 0.9 max(0, dbar_k^(j-1)),
+    for j >= 1, per class, against the previous epoch (constraints that rise, fall, and go negative)."""
+    multipliers = ALMMultipliers(4)  # rho_rule="thesis" is the default
     labelled = torch.ones(1, 1, 1, dtype=torch.bool)
     epochs = [
-        [0.5, 0.5, 0.5, -0.5, -0.2],  # epoch 0: not an update epoch
-        [0.5, 0.5, 0.5, -0.5, -0.2],  # epoch 1: first update epoch, reference only
-        [9.0, 9.0, 9.0, 9.0, 9.0],  # epoch 2: not an update epoch (ignored by the rule)
-        [0.6, 0.44, 0.46, 0.1, -0.1],  # epoch 3: compare with epoch 1
+        [0.5, 0.5, -0.5, 0.2],    # j=0: no previous epoch, rho unchanged
+        [0.6, 0.44, -0.4, 0.1],   # j=1: rise -> grow; 0.44 < 0.45 -> keep; prev<0 and now<0 -> keep; 0.1 < 0.18 -> keep
+        [0.5, 0.43, 0.1, -0.1],   # j=2: 0.5 < 0.54 keep; 0.43 > 0.396 grow; prev<0, 0.1 > 0 grow; -0.1 < 0.09 keep
+        [0.3, 0.5, 0.05, 0.0],    # j=3: keep; grow; 0.05 < 0.09 keep; 0 > 0.9*max(0,-0.1)=0? no (not >) keep
+        [-0.2, 0.46, 0.2, 0.01],  # j=4: keep; 0.46 > 0.45 grow; 0.2 > 0.045 grow; 0.01 > 0 grow
+        [-0.3, 0.1, 0.19, 0.0],   # j=5: -0.3 > 0? no keep; keep; 0.19 > 0.18 grow; 0 > 0.009? no keep
     ]
-    for epoch, constraints in enumerate(epochs):
+    expected = [
+        [1, 1, 1, 1],
+        [1.2, 1, 1, 1],
+        [1.2, 1.2, 1.2, 1],
+        [1.2, 1.44, 1.2, 1],
+        [1.2, 1.728, 1.44, 1.2],
+        [1.2, 1.728, 1.728, 1.2],
+    ]
+    for epoch, (constraints, rho) in enumerate(zip(epochs, expected)):
         multipliers.accumulate(distances_for_mean_constraints(constraints), labelled)
         multipliers.update(epoch)
-        if epoch < 3:
-            torch.testing.assert_close(multipliers.penalty_parameters, torch.ones(5, dtype=torch.float64))
-    # worse -> grow; improved by more than tau -> keep; improved by less than tau -> grow;
-    # reference negative and constraint positive -> grow; both negative -> keep.
-    torch.testing.assert_close(multipliers.penalty_parameters, torch.tensor([1.2, 1.0, 1.2, 1.2, 1.0], dtype=torch.float64))
-    torch.testing.assert_close(multipliers.reference_constraints, torch.tensor(epochs[3], dtype=torch.float64))
+        torch.testing.assert_close(multipliers.penalty_parameters, torch.tensor(rho, dtype=torch.float64),
+                                   msg=f"epoch {epoch}")
+    torch.testing.assert_close(multipliers.reference_constraints, torch.tensor(epochs[-1], dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+
+
+def _official_penalty(constraints, rho, multipliers):
+    """The public code's validation penalty for one pixel: sum_k PHR(h_k, rho, lambda_k)."""
+    total = 0.0
+    for h, lam in zip(constraints, multipliers):
+        total += (max(0.0, lam + rho * h) ** 2 - lam**2) / (2 * rho)
+    return total
+
+
+def test_alm_official_rho_rule_is_the_public_code():
+    """by-liu/CALS update_rho_by_val, hand-computed over 7 epochs with rho_step 2: one scalar rho; at (j+1) % 2 == 0
+    it grows by 1.2 (at most 10) when the previous and current validation penalties are both positive and the
+    current exceeds 0.9 x previous; the previous penalty is recorded every epoch."""
+    multipliers = ALMMultipliers(2, rho_rule="official", penalty_update_period=2, penalty_bounds=(1.0, 1.3))
+    labelled = torch.ones(1, 1, 1, dtype=torch.bool)
+    epochs = [[0.5, 0.3], [0.6, 0.3], [0.2, 0.1], [0.05, 0.0], [-0.5, -0.5], [-0.4, -0.6], [0.5, 0.5]]
+    rho, lam, previous, history = 1.0, [1e-6, 1e-6], None, []
+    for epoch, constraints in enumerate(epochs):
+        penalty = _official_penalty(constraints, rho, lam)
+        lam = [min(max(max(0.0, l + rho * h), 1e-6), 1e6) for l, h in zip(lam, constraints)]
+        if (epoch + 1) % 2 == 0 and previous is not None and previous > 0 and penalty > 0 and penalty > 0.9 * previous:
+            rho = min(1.3, 1.2 * rho)
+        previous = penalty
+        history.append(rho)
+        multipliers.accumulate(distances_for_mean_constraints(constraints), labelled)
+        multipliers.update(epoch)
+        torch.testing.assert_close(multipliers.penalty_parameters, torch.full((2,), rho, dtype=torch.float64),
+                                   msg=f"epoch {epoch}")
+        torch.testing.assert_close(multipliers.multipliers, torch.tensor(lam, dtype=torch.float64), rtol=1e-5,
+                                   atol=1e-6)
+    # grew at j=1 (penalty rose), not at j=3 (fell below 0.9 x the previous), not at j=5 (penalty <= 0: constraints
+    # satisfied); j=6 is not a check epoch
+    assert history == [1.0, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2]
+    multipliers = ALMMultipliers(1, rho_rule="official", penalty_update_period=1, penalty_bounds=(1.0, 1.3))
+    for epoch in range(3):  # rising penalty every epoch: 1 -> 1.2 -> 1.3 (capped)
+        multipliers.accumulate(distances_for_mean_constraints([0.5 + epoch]), labelled)
+        multipliers.update(epoch)
+    torch.testing.assert_close(multipliers.penalty_parameters, torch.tensor([1.3], dtype=torch.float64))
 
 
 def test_alm_multipliers_use_rho_in_force_during_the_epoch():

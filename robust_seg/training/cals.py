@@ -10,7 +10,8 @@ Two update rules share one interface (`ClassMultipliers`):
 - `ALMMultipliers` (CALS-ALM, Algorithm 6.2): PHR penalty (6.13) on the normalised
   constraints ``h_k = d_k / m - 1`` (6.10), averaged over classes (6.11); multipliers
   re-estimated by (6.12) as the validation mean of the penalty derivative; penalty
-  parameters rho multiplied by gamma when the mean constraint does not improve.
+  parameters rho multiplied by gamma when the mean constraint does not improve (Alg. 6.2), or by the public
+  code's scalar rule on the validation penalty (``rho_rule=official``).
 - `HeuristicMultipliers` (CALS-HR, rule 6.15): class-wise MbLS penalty whose weights
   are scaled up or down by mu when the class penalty on validation grows or shrinks
   by more than a factor tau.
@@ -173,6 +174,10 @@ class ClassMultipliers:
         self._reset_statistics(device)
 
 
+RHO_RULES = ("thesis", "official")
+"""How CALS-ALM updates its penalty parameters rho (see `ALMMultipliers`)."""
+
+
 class ALMMultipliers(ClassMultipliers):
     """CALS-ALM (Algorithm 6.2) with the PHR penalty and the hyperparameters of Table V-4.
 
@@ -184,21 +189,27 @@ class ALMMultipliers(ClassMultipliers):
       then projected on ``[lmin, lmax] = [1e-6, 1e6]``. The derivative is clamped per
       pixel before averaging, as in the public implementation ("mean of clamped
       gradients"); the difference to clamping the mean only is at most lmin.
-    - Average constraint ``dbar_k = mean_pixels (d_k/m - 1)`` (Alg. 6.2 line 10).
-    - Every ``penalty_update_period`` epochs (at 0-based epochs e with
-      ``(e + 1) % period == 0``): ``rho_k <- gamma rho_k`` where
-      ``dbar_k > tau max(0, dbar_k_ref)`` (Alg. 6.2 line 11). Choice: the reference
-      ``dbar_ref`` is the mean constraint recorded at the previous rho-update epoch
-      (the constraint must improve over the period, as in the public implementation);
-      at the first rho-update epoch there is no reference (Alg. 6.2's ``j >= 1``) and
-      rho is unchanged. The new lambda is computed with the rho in force during the
-      epoch (Alg. 6.2 order), so rho changes take effect from the next epoch on.
+    - the penalty parameters rho, by ``rho_rule``:
 
-    Mean over pixels: every labelled pixel of the validation split counts once
-    (dataset-level mean, not a mean of per-image means).
+      ``thesis`` (default; Algorithm 6.2 lines 10-14, exactly): one rho_k per class, updated after *every*
+      epoch j >= 1: ``rho_k <- gamma rho_k`` where the mean constraint ``dbar_k^(j) = mean_pixels (d_k/m - 1)``
+      exceeds ``tau max{0, dbar_k^(j-1)}`` (the previous epoch's value), else unchanged. The thesis' text
+      also says rho is updated "every 10 epochs" (Sec. 6.5.1); the algorithm, which this rule follows, checks
+      every epoch, so ``penalty_update_period`` is not used by it.
+
+      ``official`` (the public code, ``by-liu/CALS``, ``AugLagrangianClass.update_rho_by_val``): ONE scalar
+      rho for all classes, starting at ``initial_penalty``; the validation penalty ``P^(j) = mean_pixels sum_k
+      PHR(d_k/m - 1, rho, lambda_k)`` is recorded after every epoch, and at epochs with
+      ``(j + 1) % penalty_update_period == 0``: ``rho <- min(rho_max, gamma rho)`` when the previous epoch's
+      ``P^(j-1)`` and ``P^(j)`` are both positive and ``P^(j) > tau P^(j-1)``; ``penalty_bounds`` =
+      ``[rho_min, rho_max] = [1, 10]`` as there.
+
+    Both rules compute the new lambda with the rho in force during the epoch (Alg. 6.2 order), so a rho change
+    takes effect from the next epoch on. Mean over pixels: every labelled pixel of the validation split counts
+    once (dataset-level mean, not a mean of per-image means).
     """
 
-    num_statistics = 2  # (clamped penalty derivative, normalised constraint)
+    num_statistics = 3  # (clamped penalty derivative, normalised constraint, penalty) per class
 
     def __init__(
         self,
@@ -211,13 +222,21 @@ class ALMMultipliers(ClassMultipliers):
         improvement_factor: float = 0.9,
         penalty_update_period: int = 10,
         multiplier_bounds: tuple[float, float] = (1e-6, 1e6),
+        rho_rule: str = "thesis",
+        penalty_bounds: tuple[float, float] = (1.0, 10.0),
     ):
+        if rho_rule not in RHO_RULES:
+            raise ValueError(f"unknown rho_rule {rho_rule!r}; choose one of {list(RHO_RULES)}")
+        self.rho_rule = rho_rule
         self.penalty_parameters = torch.full((num_classes,), float(initial_penalty), dtype=torch.float64)
         self.reference_constraints: torch.Tensor | None = None
-        """Mean constraint per class at the previous rho-update epoch (None before the first)."""
+        """thesis rule: the previous epoch's mean constraint per class (None before the first update)."""
+        self.previous_penalty: torch.Tensor | None = None
+        """official rule: the previous epoch's validation penalty (a 0-dim tensor; None before the first)."""
         self.penalty_growth = float(penalty_growth)
         self.improvement_factor = float(improvement_factor)
         self.penalty_update_period = int(penalty_update_period)
+        self.penalty_bounds = (float(penalty_bounds[0]), float(penalty_bounds[1]))
         super().__init__(num_classes, margin, initial_multiplier, multiplier_bounds)
 
     def _tensors(self) -> dict[str, torch.Tensor | None]:
@@ -225,7 +244,11 @@ class ALMMultipliers(ClassMultipliers):
             "multipliers": self.multipliers,
             "penalty_parameters": self.penalty_parameters,
             "reference_constraints": self.reference_constraints,
+            "previous_penalty": self.previous_penalty,
         }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict({"previous_penalty": None, **state})
 
     def constraints(self, distances: torch.Tensor) -> torch.Tensor:
         """Normalised constraints ``h_k = d_k / m - 1`` (eq. 6.10), satisfied when <= 0."""
@@ -245,18 +268,25 @@ class ALMMultipliers(ClassMultipliers):
         rho, multiplier = self._penalty_arguments(distances)
         constraints = self.constraints(distances)
         derivative = phr_derivative(constraints, rho, multiplier).clamp(*self.multiplier_bounds)
-        return torch.stack([_sum_over_labelled(derivative, labelled), _sum_over_labelled(constraints, labelled)])
+        return torch.stack([_sum_over_labelled(derivative, labelled), _sum_over_labelled(constraints, labelled),
+                            _sum_over_labelled(phr_penalty(constraints, rho, multiplier), labelled)])
 
     def _apply_update(self, means: torch.Tensor, epoch: int) -> None:
-        mean_derivative, mean_constraint = means
+        mean_derivative, mean_constraint, mean_penalty = means
         self.multipliers = mean_derivative.clamp(*self.multiplier_bounds)
-        if (epoch + 1) % self.penalty_update_period == 0:
-            if self.reference_constraints is not None:
+        if self.rho_rule == "thesis":
+            if self.reference_constraints is not None:  # j >= 1
                 not_improved = mean_constraint > self.improvement_factor * self.reference_constraints.clamp_min(0)
                 self.penalty_parameters = torch.where(
-                    not_improved, self.penalty_growth * self.penalty_parameters, self.penalty_parameters
-                )
+                    not_improved, self.penalty_growth * self.penalty_parameters, self.penalty_parameters)
             self.reference_constraints = mean_constraint.clone()
+            return
+        penalty = mean_penalty.sum()  # sum over classes, mean over pixels, as the public code's val penalty
+        previous = self.previous_penalty
+        if (epoch + 1) % self.penalty_update_period == 0 and previous is not None and previous > 0 and penalty > 0 \
+                and penalty > self.improvement_factor * previous:
+            self.penalty_parameters = (self.penalty_growth * self.penalty_parameters).clamp(max=self.penalty_bounds[1])
+        self.previous_penalty = penalty.clone()
 
 
 class HeuristicMultipliers(ClassMultipliers):
