@@ -171,7 +171,11 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
                 comp.add(outcome.predictions, labels, outcome.accuracy, outcome.extras)
             if calibration is not None:
-                calibration.update(key, evaluation.model, result.adv_images, labels)
+                try:
+                    calibration.update(key, evaluation.model, result.adv_images, labels)
+                except RobustSegError as error:  # e.g. NaN logits: name the batch and the radius
+                    raise type(error)(f"batch {batch_index} (images {', '.join(map(str, batch['name'][:4]))}), "
+                                      f"radius {key}: {error}") from None
             record["acc"][key] = {n: [round(100 * a, 4) for a in o.accuracy.tolist()] for n, o in outcomes.items()}
             if figure is not None:
                 count = min(cfg.figure_images, images.shape[0])

@@ -68,6 +68,9 @@ def results_markdown(results: dict) -> str:
     for cls in classes:
         values = [results["radii"][k][WORST]["per_class_iou"][cls] for k in keys]
         lines.append(f"| {cls} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in values) + " |")
+    unlabelled = results["radii"][keys[0]][WORST].get("unlabelled_images", 0)
+    if unlabelled:
+        lines += ["", f"{unlabelled} image(s) without any labelled pixel are left out of ACC."]
     lines += ["", f"Wall time: {results['seconds']:.1f} s"]
     return "\n".join(lines) + "\n"
 

@@ -24,16 +24,20 @@ Two conventions of the literature, both reported with explicit names:
   images (the public CALS code reports ECE this way); images without any labelled
   pixel are skipped.
 
-Dataset-level AECE needs quantiles of the confidences of the whole dataset, which
-cannot be streamed exactly in fixed memory. Choice: a fine histogram of
-``log(1 - confidence)`` (6000 bins on [-30, 0], i.e. a relative resolution of 0.5%
-on ``1 - confidence``, which keeps over-confident pixels near 1 apart; lower values
-go to the first bin) accumulates count, confidence sum and correct count; the
-equal-mass bins (the rank ranges of the exact definition) are then formed on the
-cumulative counts, splitting a fine bin that straddles a bin boundary in
-proportion to the counts. The result equals the exact AECE up to the confidence
-spread inside one fine bin, and exactly when no fine bin straddles (tested). Per-image AECE is
-exact (per-image sort).
+Dataset-level AECE needs quantiles of the confidences of the whole dataset, which no single pass can stream
+exactly in fixed memory. Method: a fine histogram of the confidence (``ADAPTIVE_GRID_BINS`` = 2^16 bins of
+``t = -log2(1 - confidence)`` on [0, 24], the float32 resolution near 1; confidence exactly 1 has its own last
+bin) accumulates per fine bin the count, confidence sum, correct count and the smallest and largest confidence.
+The equal-mass bins (ranks ``[ceil(b n / M), ceil((b + 1) n / M))``) are formed on the cumulative counts; a fine
+bin across a boundary is split in proportion to the counts. Tie rule (documented, deterministic): pixels of
+equal confidence are exchangeable, so a boundary inside a group of equal confidences splits its count,
+confidence sum and correct count in proportion (an order among tied pixels would be arbitrary). Under this rule
+the result is exact whenever every fine bin across a boundary holds a single confidence value (ties, and in
+practice the over-confident pixels near 1). Otherwise ``aece_dataset_bound`` states how far it can be from the
+exact value: for each such fine bin, with ``a`` / ``b`` of its ``c`` pixels left / right of the boundary, ``k``
+correct and confidences spread over ``[lo, hi]``, moving pixels between the two bins changes the sum by at most
+``2 (a (hi - lo) + min(a, b, k, c - k)) / n`` (tested against a direct sort on ties, one distinct value and
+over 10^6 pixels). Per-image AECE is exact (per-image stable sort: ties in pixel order).
 
 All statistics are float64 sums, kept on the device of the logits, so
 `CalibrationAccumulator.all_reduce` makes a distributed evaluation equal to a
@@ -52,10 +56,20 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from robust_seg import IGNORE_INDEX
+from robust_seg.errors import RobustSegError
 
-ADAPTIVE_GRID_LOWEST = -30.0
-"""Lowest ``log(1 - confidence)`` of the fine histogram used for dataset-level AECE."""
-ADAPTIVE_GRID_BINS = 6000
+
+class NonFiniteLogitsError(RobustSegError):
+    """Logits with NaN or infinite values reached a metric."""
+
+
+class CalibrationInputError(RobustSegError):
+    """A calibration computation got inputs it cannot use (e.g. no labelled pixel)."""
+
+ADAPTIVE_GRID_BINS = 1 << 18
+"""Fine bins for dataset-level AECE: half uniform in the confidence on [0, 0.5), half uniform in
+``-log2(1 - confidence)`` on [1, 24] (the float32 resolution near 1), and one for confidence exactly 1."""
+ADAPTIVE_GRID_RANGE = 24.0
 
 
 def equal_width_bin(values: torch.Tensor, num_bins: int) -> torch.Tensor:
@@ -117,8 +131,8 @@ class CalibrationAccumulator:
         """Dataset ECE bins: count, confidence sum, correct count."""
         self.class_bins = torch.zeros(2, num_classes, num_bins, dtype=torch.float64)
         """Dataset CWCE bins per class: probability sum, label count."""
-        self.adaptive_grid = torch.zeros(3, ADAPTIVE_GRID_BINS, dtype=torch.float64)
-        """Fine histogram of log(1 - confidence) for dataset AECE: count, confidence sum, correct count."""
+        self.adaptive_grid = self._empty_grid(torch.device("cpu"))
+        """Fine histogram for dataset AECE (module doc): count, confidence sum, correct count, min, max confidence."""
         self.totals = torch.zeros(3, dtype=torch.float64)
         """Dataset sums: NLL, labelled pixels, correct pixels."""
         self.image_sums = torch.zeros(5, dtype=torch.float64)
@@ -137,14 +151,18 @@ class CalibrationAccumulator:
 
     def state_dict(self) -> dict:
         """Plain CPU tensors and numbers (``torch.load(weights_only=True)`` reads them back)."""
+        dense = {name: getattr(self, name).cpu() for name in self._STATE if name != "adaptive_grid"}
+        used = torch.nonzero(self.adaptive_grid[0] > 0).flatten().cpu()  # the fine grid is sparse: store used bins
         return {"num_classes": self.num_classes, "num_bins": self.num_bins, "temperature": self.temperature,
-                **{name: getattr(self, name).cpu() for name in self._STATE}}
+                **dense, "adaptive_grid_used": used, "adaptive_grid_values": self.adaptive_grid.cpu()[:, used]}
 
     @classmethod
     def from_state_dict(cls, state: Mapping) -> "CalibrationAccumulator":
         accumulator = cls(state["num_classes"], state["num_bins"], state["temperature"])
         for name in cls._STATE:
-            setattr(accumulator, name, state[name].to(torch.float64).clone())
+            if name != "adaptive_grid":
+                setattr(accumulator, name, state[name].to(torch.float64).clone())
+        accumulator.adaptive_grid[:, state["adaptive_grid_used"]] = state["adaptive_grid_values"].to(torch.float64)
         return accumulator
 
     @torch.no_grad()
@@ -155,10 +173,13 @@ class CalibrationAccumulator:
         device = logits.device
         if self.bins.device != device:
             self.to(device)
-        log_probabilities = F.log_softmax(logits.float().flatten(2) / self.temperature, dim=1)  # (B, K, P)
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteLogitsError("calibration metrics: the logits hold NaN or infinite values")
+        precision = torch.float64 if logits.dtype == torch.float64 else torch.float32  # the caller's, at least float32
+        log_probabilities = F.log_softmax(logits.to(precision).flatten(2) / self.temperature, dim=1)  # (B, K, P)
         labels = labels.flatten(1)
         labelled = labels != IGNORE_INDEX
-        weights = labelled.float()
+        weights = labelled.to(log_probabilities.dtype)
         targets = torch.where(labelled, labels, torch.zeros_like(labels)).long()
         top_log_probability, predictions = log_probabilities.max(dim=1)
         confidences = top_log_probability.exp()
@@ -192,13 +213,17 @@ class CalibrationAccumulator:
         per_image = torch.stack([image_ece, image_aece, image_cwce, image_nll, torch.ones_like(image_nll)])
         batch_image_sums = (per_image * has_pixels).sum(1)
 
-        grid_index = self._adaptive_grid_index(top_log_probability)
+        grid_index = self._adaptive_grid_index(confidences).flatten()
         grid_values = torch.stack([weights, confidences * weights, correct]).flatten(1).double()
-        batch_grid = torch.zeros(3, ADAPTIVE_GRID_BINS, dtype=torch.float64, device=device).index_add_(1, grid_index.flatten(), grid_values)
+        self.adaptive_grid[:3].index_add_(1, grid_index, grid_values)
+        labelled_index, labelled_confidence = grid_index[labelled.flatten()], confidences.flatten()[labelled.flatten()].double()
+        self.adaptive_grid[3].scatter_reduce_(0, labelled_index, labelled_confidence, reduce="amin")
+        self.adaptive_grid[4].scatter_reduce_(0, labelled_index, labelled_confidence, reduce="amax")
         batch_totals = torch.stack([negative_log_likelihood.double().sum(), pixels.double().sum(), correct.double().sum()])
 
         for state, increment in zip(
-            self._state(), [image_bins.sum(1), image_class_bins.sum(1), batch_grid, batch_totals, batch_image_sums]
+            [self.bins, self.class_bins, self.totals, self.image_sums],
+            [image_bins.sum(1), image_class_bins.sum(1), batch_totals, batch_image_sums]
         ):
             state += increment
 
@@ -212,39 +237,67 @@ class CalibrationAccumulator:
         return sums.index_add_(1, flat_index, stacked).view(len(values), *shape, num_bins)
 
     @staticmethod
-    def _adaptive_grid_index(top_log_probability: torch.Tensor) -> torch.Tensor:
-        """Fine-histogram index of ``log(1 - confidence)``, increasing with confidence."""
-        log_complement = torch.log(-torch.expm1(top_log_probability.double()))  # -inf when confidence == 1
-        position = (log_complement - ADAPTIVE_GRID_LOWEST) / -ADAPTIVE_GRID_LOWEST * ADAPTIVE_GRID_BINS
-        return (ADAPTIVE_GRID_BINS - 1 - position.floor().clamp(0, ADAPTIVE_GRID_BINS - 1)).long()
+    def _empty_grid(device: torch.device) -> torch.Tensor:
+        grid = torch.zeros(5, ADAPTIVE_GRID_BINS, dtype=torch.float64, device=device)
+        grid[3], grid[4] = math.inf, -math.inf
+        return grid
+
+    @staticmethod
+    def _adaptive_grid_index(confidences: torch.Tensor) -> torch.Tensor:
+        """Fine-histogram index of a confidence, non-decreasing in it (confidence 1: the last bin)."""
+        half = ADAPTIVE_GRID_BINS // 2
+        c = confidences.double().clamp(0, 1)
+        t = -torch.log2(1 - c)  # inf at confidence 1
+        low = (c * 2 * half).floor().clamp(0, half - 1)
+        high = half + ((t - 1) / (ADAPTIVE_GRID_RANGE - 1) * (half - 1)).floor().clamp(0, half - 2)
+        index = torch.where(c < 0.5, low, high)
+        return index.where(torch.isfinite(t), torch.full_like(index, ADAPTIVE_GRID_BINS - 1)).long()
 
     def all_reduce(self) -> None:
         """Sum the statistics over ranks (call on every rank before `compute` in a distributed evaluation)."""
         if dist.is_available() and dist.is_initialized():
-            for state in self._state():
-                dist.all_reduce(state, op=dist.ReduceOp.SUM)
+            for state in [self.bins, self.class_bins, self.totals, self.image_sums, self.adaptive_grid[:3]]:
+                reduced = state.contiguous()
+                dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+                state.copy_(reduced)
+            for row, op in ((3, dist.ReduceOp.MIN), (4, dist.ReduceOp.MAX)):
+                reduced = self.adaptive_grid[row].contiguous()
+                dist.all_reduce(reduced, op=op)
+                self.adaptive_grid[row].copy_(reduced)
 
-    def _dataset_adaptive_error(self) -> float:
-        counts, confidence_sums, correct_sums = self.adaptive_grid.cpu()
+    def _dataset_adaptive_error(self) -> tuple[float, float]:
+        """Dataset AECE and the bound on its distance to the exact value (module doc)."""
+        counts, confidence_sums, correct_sums, smallest, largest = self.adaptive_grid.cpu()
         total = float(counts.sum())
         if total == 0:
-            return float("nan")
+            return float("nan"), float("nan")
         upper = counts.cumsum(0)
         lower = upper - counts
         # ranks r with floor(r M / n) = b are those in [ceil(b n / M), ceil((b + 1) n / M))
-        bin_bounds = ((torch.arange(self.num_bins + 1) * int(total) + self.num_bins - 1) // self.num_bins).double()
+        bin_bounds = ((torch.arange(self.num_bins + 1) * int(round(total)) + self.num_bins - 1) // self.num_bins).double()
         overlap = (torch.minimum(upper, bin_bounds[1:, None]) - torch.maximum(lower, bin_bounds[:-1, None])).clamp_min(0)
         share = overlap / counts.clamp_min(1e-300)  # (M, fine bins): fraction of each fine bin in each bin
-        return calibration_error(overlap.sum(1), share @ confidence_sums, share @ correct_sums)
+        value = calibration_error(overlap.sum(1), share @ confidence_sums, share @ correct_sums)
+        bound = 0.0
+        for boundary in bin_bounds[1:-1].tolist():
+            inside = torch.nonzero((lower < boundary) & (upper > boundary)).flatten()
+            for j in inside.tolist():  # at most one fine bin contains a boundary strictly
+                spread = float(largest[j] - smallest[j])
+                if spread > 0:
+                    left, right, correct = boundary - float(lower[j]), float(upper[j]) - boundary, float(correct_sums[j])
+                    bound += 2 * (left * spread + min(left, right, correct, float(counts[j]) - correct)) / total
+        return value, bound
 
     def compute(self) -> dict[str, float]:
         nll_sum, pixels, correct = self.totals.tolist()
         ece, aece, cwce, nll, images = self.image_sums.tolist()
         class_probability_sums, class_label_sums = self.class_bins
         nan = float("nan")
+        aece_dataset, aece_bound = self._dataset_adaptive_error()
         return {
             "ece_dataset": calibration_error(*self.bins),
-            "aece_dataset": self._dataset_adaptive_error(),
+            "aece_dataset": aece_dataset,
+            "aece_dataset_bound": aece_bound,
             "cwce_dataset": float((class_probability_sums - class_label_sums).abs().sum()) / (self.num_classes * pixels) if pixels else nan,
             "nll_dataset": nll_sum / pixels if pixels else nan,
             "accuracy_dataset": correct / pixels if pixels else nan,
@@ -342,6 +395,11 @@ def fit_temperature(
         labels = labels.reshape(-1)
     labelled = labels != IGNORE_INDEX
     logits, labels = logits[labelled].double(), labels[labelled]
+    if labels.numel() == 0:
+        raise CalibrationInputError("temperature fit: no labelled pixel (every label is the ignore index "
+                                    f"{IGNORE_INDEX}); fit on images with labels")
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteLogitsError("temperature fit: the logits hold NaN or infinite values")
     low, high = math.log(bounds[0]), math.log(bounds[1])
     ratio = (math.sqrt(5) - 1) / 2
     left, right = high - ratio * (high - low), low + ratio * (high - low)

@@ -14,8 +14,8 @@ from robust_seg import IGNORE_INDEX
 def pixel_accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-image accuracy over labelled pixels, shape (B,).
 
-    An image with no labelled pixel has accuracy 0 (it is then also never
-    'robust'); this never happens on the datasets of the papers.
+    An image with no labelled pixel has accuracy 0 here (attacks then treat it as solved); the evaluation leaves
+    such images out of ACC and counts them (``robust_seg.evaluation.state.ComponentTotals``).
     """
     valid = labels != IGNORE_INDEX
     correct = ((predictions == labels) & valid).flatten(1).sum(1)
@@ -24,8 +24,17 @@ def pixel_accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(K, K) int64 matrix, rows = ground truth, columns = prediction, labelled pixels only."""
+    """(K, K) int64 matrix, rows = ground truth, columns = prediction, labelled pixels only.
+
+    A label outside ``0..K-1`` and ``IGNORE_INDEX`` (or a prediction outside ``0..K-1``) is a ``ValueError`` naming it.
+    """
     valid = labels != IGNORE_INDEX
+    bad = valid & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        raise ValueError(f"label value {int(labels[bad][0])} is outside 0..{num_classes - 1} (K = {num_classes}) and "
+                         f"is not the ignore index {IGNORE_INDEX}")
+    if bool(((predictions < 0) | (predictions >= num_classes))[valid].any()):
+        raise ValueError(f"a prediction lies outside 0..{num_classes - 1} (K = {num_classes})")
     index = labels[valid].long() * num_classes + predictions[valid].long()
     return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes).cpu()
 

@@ -170,7 +170,7 @@ def worst_case_acc(radius: str, components: Sequence[str]) -> Callable[[list[dic
                    for i, c in enumerate(components)]
         if len({len(values) for values in per_run}) != 1:
             raise MissingEntry("the runs evaluated different numbers of images")
-        worst = [min(values) for values in zip(*per_run)]
+        worst = [min(values) for values in zip(*per_run) if None not in values]  # None: no labelled pixel
         return sum(worst) / len(worst)
     return read
 
