@@ -121,6 +121,10 @@ def check_evaluate_config(cfg):
     positive_int("batch_size", cfg.batch_size)
     positive_int("max_images", cfg.max_images, optional=True)
     positive_int("figure_images", cfg.figure_images, minimum=0)
+    positive_int("num_shards", cfg.num_shards)
+    positive_int("shard", cfg.shard, minimum=0)
+    if cfg.shard >= cfg.num_shards:
+        raise ConfigError(f"shard={cfg.shard} with num_shards={cfg.num_shards}: shards are numbered 0..{cfg.num_shards - 1}")
     if not cfg.split:
         raise ConfigError("split is empty: give val, train or a split name of the dataset")
     radii = parse_radii(cfg.attack.eps)

@@ -20,6 +20,8 @@ def hydra_main(cfg: DictConfig) -> float:
     from robust_seg.evaluation import evaluate
 
     results = run_job(cfg, lambda run: evaluate(cfg, run), job_name="evaluate")
+    if "report" not in results:  # a torchrun rank other than 0: rank 0 reports
+        return float("nan")
     print(results["report"])
     print(f"run directory: {results['run_directory']}")
     if "minimal_norm" in results:

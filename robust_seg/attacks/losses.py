@@ -19,6 +19,23 @@ Masked losses (Mask-CE, Mask-Sph.): the mask ``1[argmax_j u_j = y]`` enters only
 gradient. The objective tracked by APGD for its step-size rule and best-point selection is
 the unmasked loss (paper, App. B.1). ``AttackLoss`` encodes this: ``evaluate`` returns both
 the per-pixel loss to differentiate and the per-pixel tracked objective.
+
+Where this implementation knowingly differs from the official SEA code (``nmndeep/Robust-Segmentation``,
+``semseg/utils/attacker.py``), and why (the paper first, the code second):
+
+- tracked objective: the official APGD tracks plain CE for every loss; here each loss tracks its own unmasked
+  loss, as App. B.1 states ("the objective ... is the unmasked loss"), so APGD's step-size rule follows the loss
+  that is being maximised.
+- normalisation: the mean over an image's labelled pixels, not over all pixels (above): the same gradient signs
+  and comparisons, a value that does not depend on the share of ignored pixels.
+- ties: APGD keeps the earliest lowest-accuracy iterate (strict ``<``), SEA's worst case keeps the earlier loss
+  on equal accuracy; the official code uses ``<=`` in places (later iterate / loss on ties). Neither changes the
+  reported accuracy.
+- ignored pixels at a red-eps stage start: the official code counts them as wrong when it picks the point handed
+  to the next stage (a bug); here they never count (ACC is over labelled pixels everywhere).
+- Bal-CE's lambda(t) restarts at every red-eps stage, as in the official code (``apgd(loss_schedule="stage")``,
+  the default, measured stronger on the shipped model: docs/agreement.md); ``loss_schedule="run"`` counts t over
+  the whole run.
 """
 from __future__ import annotations
 

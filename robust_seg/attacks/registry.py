@@ -88,21 +88,27 @@ class ResolvedAttack:
                     raise ConfigError(f"attack.options.step_size=paper: {error}; give a number") from None
 
     def run(self, model, images: torch.Tensor, labels: torch.Tensor, *, eps: float | None,
-            seed: tuple[int, ...] = (0,)) -> AttackResult:
+            seed: tuple[int, ...] = (0,), image_indices: list[int] | None = None) -> AttackResult:
         """Run on one batch. Targeted (``self.target``): the batch's target map goes to the attack with
-        ``targeted=True``; accuracy stays w.r.t. ``labels`` and extras['apsr'] is the agreement with the target."""
+        ``targeted=True``; accuracy stays w.r.t. ``labels`` and extras['apsr'] is the agreement with the target.
+
+        ``image_indices``: the images' indices in the dataset. Attacks with per-image seeds (``image_seeds``) then
+        draw image i's randomness from (``seed``, its index) alone: the same in any batch, shard or process."""
         if self.target is None:
-            return self._run(model, images, labels, eps, seed, {})
+            return self._run(model, images, labels, eps, seed, {}, image_indices)
         target_labels = self.target.labels_for(labels, getattr(model, "num_classes", None))
-        result = self._run(model, images, labels, eps, seed, {"targeted": True, "target_labels": target_labels})
+        result = self._run(model, images, labels, eps, seed, {"targeted": True, "target_labels": target_labels},
+                           image_indices)
         return _with_target_apsr(result, labels, target_labels)
 
-    def _run(self, model, images, labels, eps, seed, targeting: dict) -> AttackResult:
+    def _run(self, model, images, labels, eps, seed, targeting: dict, image_indices=None) -> AttackResult:
         if eps == 0 and not self.minimal_norm:
             return clean(model, images, labels)
         parameters = inspect.signature(self.function).parameters
         kwargs = {**self.options, **targeting}
-        if "generator" in parameters:
+        if image_indices is not None and "image_seeds" in parameters:
+            kwargs["image_seeds"] = [_seed((*seed, int(index))) for index in image_indices]
+        elif "generator" in parameters:
             kwargs["generator"] = torch.Generator(device=images.device).manual_seed(_seed(seed))
         elif "seed" in parameters:
             kwargs["seed"] = _seed(seed)

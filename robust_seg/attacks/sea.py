@@ -74,20 +74,26 @@ def sea(
     schedule: str = "red",
     skip_solved: bool = True,
     generator: torch.Generator | None = None,
+    loss_schedule: str = "stage",
+    image_seeds: list[int] | None = None,
 ) -> AttackResult:
-    """Run SEA on a batch; see the module docstring. ``generator`` draws the base seed."""
+    """Run SEA on a batch; see the module docstring. ``generator`` draws the base seed; ``loss_schedule`` as in
+    :func:`robust_seg.attacks.apgd.apgd` (Bal-CE's t restarts at every red-eps stage by default).
+    ``image_seeds``: one int per image (e.g. from its index in the dataset, as the evaluation driver passes);
+    image i's random starts then depend only on it, not on its position in the batch or on the batch."""
     if len(set(losses)) != len(losses) or not losses:
         raise ValueError(f"SEA needs distinct losses, got {losses}")
     images = images.detach()
     batch = images.shape[0]
-    base_seed = draw_image_seeds(1, generator)[0]
+    base_seed = draw_image_seeds(1, generator)[0] if image_seeds is None else None
     worst: AttackResult | None = None
     worst_component = torch.zeros(batch, dtype=torch.int64)
     components: dict[str, AttackResult] = {}
     for index, name in enumerate(losses):
         unsolved = torch.ones(batch, dtype=torch.bool) if worst is None or not skip_solved else worst.accuracy.cpu() > 0
         ran = unsolved.nonzero().squeeze(1)
-        seeds = [mix_seed(base_seed, index, image) for image in ran.tolist()]
+        seeds = [mix_seed(base_seed, index, image) if image_seeds is None else mix_seed(image_seeds[image], index)
+                 for image in ran.tolist()]
         if ran.numel() == 0:
             component = AttackResult(
                 worst.adv_images, worst.predictions, worst.accuracy,
@@ -99,6 +105,7 @@ def sea(
             run = apgd(
                 model, images[device_index], labels[device_index],
                 eps=eps, loss=name, iterations=iterations, schedule=schedule, image_seeds=seeds,
+                loss_schedule=loss_schedule,
             )
             component = _component_for_batch(run, ran, worst, batch)
         components[name] = component

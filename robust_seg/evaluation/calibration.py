@@ -105,6 +105,10 @@ class CalibrationTotals:
     def state_dict(self) -> dict:
         return {name: accumulator.state_dict() for name, accumulator in self.accumulators.items()}
 
+    def merge(self, other: "CalibrationTotals") -> None:
+        for name, accumulator in self.accumulators.items():
+            accumulator.merge(other.accumulators[name])
+
     @classmethod
     def from_state(cls, state: dict) -> "CalibrationTotals":
         totals = cls.__new__(cls)
@@ -194,8 +198,7 @@ class EvaluationCalibration:
         if not cfg.calibration:
             return None
         if state is not None:
-            return cls(state["num_classes"], state["temperature"], state["temperature_source"],
-                       {key: CalibrationTotals.from_state(s) for key, s in state["totals"].items()})
+            return cls.from_state(state)
         requested = parse_temperature(cfg.calibration_temperature)
         temperature, source = requested, None
         if requested == "fit":
@@ -213,6 +216,19 @@ class EvaluationCalibration:
         """One forward on the images the attack returned at radius ``key``, into that radius' accumulators."""
         totals = self.totals.setdefault(key, CalibrationTotals(self.num_classes, self.temperature))
         totals.update(model(images), labels)
+
+    def merge(self, other: "EvaluationCalibration") -> None:
+        """Add another shard's accumulators (same temperature: fitted on the same held-out split)."""
+        for key, totals in other.totals.items():
+            if key in self.totals:
+                self.totals[key].merge(totals)
+            else:
+                self.totals[key] = totals
+
+    @classmethod
+    def from_state(cls, state: dict) -> "EvaluationCalibration":
+        return cls(state["num_classes"], state["temperature"], state["temperature_source"],
+                   {key: CalibrationTotals.from_state(s) for key, s in state["totals"].items()})
 
     def state_dict(self) -> dict:
         return {"num_classes": self.num_classes, "temperature": self.temperature,

@@ -11,6 +11,8 @@ anything that changes results differs (``robust_seg.provenance``).
 
 Three stages: :func:`prepare` checks the config and builds data, model and attack (nothing is written before
 it succeeds), :func:`run_batches` attacks and records batch after batch, :func:`finish` writes the reports.
+Shards (torchrun ranks or ``shard=k num_shards=N``) evaluate interleaved parts of the images and merge exactly
+(``robust_seg.evaluation.shards``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from robust_seg.data import class_names as dataset_class_names
 from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.report import write_reports
+from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.metrics.apsr import DEFAULT_NU as NU
 from robust_seg.metrics.apsr import complexity_summary, default_eps_grid, norm_summary, not_fooled_curve
@@ -39,10 +42,9 @@ from robust_seg.radii import format_radius
 from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
 from robust_seg.reporting.logger import RunLogger
 from robust_seg.run_directory import RunDirectory
-from robust_seg.runtime import seed_everything, select_device
+from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
 
 log = logging.getLogger(__name__)
-STATE_FILE = "evaluation_state.pt"
 MINIMAL_NORM_KEY = "minimal_norm"
 BATCHES_FILE = "batches.jsonl"
 
@@ -67,6 +69,7 @@ class Evaluation:
     class_names: list[str]
     provenance: dict
     fingerprint: dict
+    shard: Shard
 
 
 def _limit(dataset, max_images):
@@ -88,15 +91,17 @@ def _load_state(run_dir: Path, resume: bool, new_fingerprint: dict) -> dict | No
     return state
 
 
-def prepare(cfg, run: RunDirectory) -> Evaluation:
+def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0) -> Evaluation:
     """Check every input, then build data, model and attack; nothing is written to the run directory."""
     radii, attack = check_evaluate_config(cfg)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    device = select_device(cfg.runtime.device)
+    device = select_device(cfg.runtime.device, local_rank)
     seed_everything(cfg.seed, cfg.runtime.deterministic)
     split = {"val": cfg.dataset.val_split, "train": cfg.dataset.train_split}.get(cfg.split, cfg.split)
-    dataset = _limit(build_dataset(cfg.dataset, split=split, train=False), cfg.max_images)
+    whole = _limit(build_dataset(cfg.dataset, split=split, train=False), cfg.max_images)
+    total_images = len(whole)
+    dataset = whole if shard.whole else torch.utils.data.Subset(whole, shard.indices(total_images, cfg.batch_size))
     loader = build_loader(dataset, batch_size=cfg.batch_size, train=False, seed=cfg.seed,
                           num_workers=cfg.runtime.num_workers)
     model = build_model(cfg.model, cfg.dataset.num_classes).to(device).eval()
@@ -109,7 +114,7 @@ def prepare(cfg, run: RunDirectory) -> Evaluation:
     config = plain_config(cfg)
     provenance = {
         "model": {"name": cfg.model.name, **model.weights, "label": weights_label(model.weights)},
-        "dataset": {"name": cfg.dataset.name, "root": cfg.dataset.root, "split": split, "images": len(dataset),
+        "dataset": {"name": cfg.dataset.name, "root": cfg.dataset.root, "split": split, "images": total_images,
                     "num_classes": cfg.dataset.num_classes},
         "attack": {"name": attack.name, "description": attack.description, "config": config["attack"]},
         "radii": keys,
@@ -120,9 +125,9 @@ def prepare(cfg, run: RunDirectory) -> Evaluation:
         "config": config,
     }
     facts = {"weights.sha256": model.weights["sha256"], "weights.backbone": model.weights["backbone"],
-             "dataset.images": len(dataset)}
+             "dataset.images": total_images, "shard": shard.index, "num_shards": shard.count}
     return Evaluation(cfg, run, device, radii, attack, dataset, loader, model, runs, dataset_class_names(cfg.dataset),
-                      provenance, fingerprint(config, **facts))
+                      provenance, fingerprint(config, **facts), shard)
 
 
 def check_finite_logits(model, images: torch.Tensor, names, batch_index: int) -> None:
@@ -159,17 +164,18 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         if cfg.runtime.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         check_finite_logits(evaluation.model, images, batch["name"], batch_index)
-        record = {"batch": batch_index, "names": list(batch["name"]), "acc": {}}
+        indices = [int(i) for i in batch["index"]]
+        record = {"batch": batch_index, "names": list(batch["name"]), "indices": indices, "acc": {}}
         figure = {} if state["figure"] is None else None
         for radius_index, (radius, key) in enumerate(runs):
-            result = attack.run(evaluation.model, images, labels, eps=radius,
-                                seed=(cfg.attack.seed, batch_index, radius_index))
+            result = attack.run(evaluation.model, images, labels, eps=radius, seed=(cfg.attack.seed, radius_index),
+                                image_indices=indices)
             outcomes = {"worst_case": result, **result.components}
             for name, outcome in outcomes.items():
                 check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])
                 comp = totals.setdefault(key, {}).setdefault(
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
-                comp.add(outcome.predictions, labels, outcome.accuracy, outcome.extras)
+                comp.add(outcome.predictions, labels, outcome.accuracy, outcome.extras, indices)
             if calibration is not None:
                 try:
                     calibration.update(key, evaluation.model, result.adv_images, labels)
@@ -196,62 +202,137 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         progress.set_postfix({f"acc@{runs[-1][1]}": f"{accuracy:.1f}"})
         log.info("batch %d/%d done in %.1f s (worst-case ACC so far at %s: %.1f%%)", batch_index + 1,
                  len(evaluation.loader), time.perf_counter() - started, runs[-1][1], accuracy)
+    if not state.get("finished"):
+        state["finished"] = True
+        atomic_torch_save(run_dir / STATE_FILE, state)
     return totals, calibration
 
 
 def finish(evaluation: Evaluation, state: dict, totals: dict, calibration) -> dict:
     """The results of a finished evaluation, written to results.json, results.md, plots and W&B."""
-    cfg, attack, runs, keys = evaluation.cfg, evaluation.attack, evaluation.runs, evaluation.provenance["radii"]
-    images = len(evaluation.dataset)
+    return report(evaluation.cfg, evaluation.attack, evaluation.run, evaluation.provenance, totals, calibration,
+                  state, evaluation.class_names, evaluation.shard)
+
+
+def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calibration, state: dict,
+           class_names: list[str], shard: Shard = Shard()) -> dict:
+    """Results from the totals (one process, a shard, or merged shards) into the run directory's reports."""
+    keys = provenance["radii"]
+    runs = [MINIMAL_NORM_KEY] if attack.minimal_norm else keys
+    images = len(totals[runs[-1]]["worst_case"].accuracy)
     results = {
         "attack": attack.description, "attack_note": cfg.attack.note, "model": cfg.model.name,
-        "weights": evaluation.provenance["model"]["label"], "random_weights": evaluation.model.weights["source"] in (
-            "random", "backbone"),
+        "weights": provenance["model"]["label"],
+        "random_weights": provenance["model"]["source"] in ("random", "backbone"),
         "dataset": cfg.dataset.name, "split": cfg.split, "images": images, "seconds": state["seconds"],
-        "provenance": evaluation.provenance,
-        "radii": {key: {name: comp.summary(evaluation.class_names) for name, comp in totals[key].items()}
-                  for _, key in runs},
+        "provenance": provenance,
+        "radii": {key: {name: comp.summary(class_names) for name, comp in totals[key].items()} for key in runs},
     }
+    if not shard.whole:
+        results["shard"] = {"index": shard.index, "count": shard.count,
+                            "note": "one shard's images only: merge the shards with python -m robust_seg.merge"}
     if attack.minimal_norm:
+        from robust_seg.radii import parse_radii
+
         results["minimal_norm"] = minimal_norm_summary(results["radii"].pop(MINIMAL_NORM_KEY)["worst_case"],
-                                                       evaluation.radii, state["seconds"])
+                                                       parse_radii(cfg.attack.eps), state["seconds"])
     else:
         results["not_fooled_percentage"] = {key: 100.0 * sum(a < NU for a in results["radii"][key]["worst_case"][
             "per_image"]["apsr"]) / images for key in keys}
     if calibration is not None:
         results["calibration"] = calibration.summary()
-    logger = RunLogger(cfg.logger, evaluation.run.path, config=evaluation.provenance, job_type="evaluate")
+    logger = RunLogger(cfg.logger, run.path, config=provenance, job_type="evaluate")
     try:
-        results["report"] = write_reports(results, evaluation.run.path, state["figure"], evaluation.class_names,
-                                          logger)
+        results["report"] = write_reports(results, run.path, state["figure"], class_names, logger)
     finally:
         logger.finish()
-    evaluation.run.write_to_log(results["report"])
-    results["run_directory"] = str(evaluation.run.path)
+    run.write_to_log(results["report"])
+    results["run_directory"] = str(run.path)
     return results
 
 
+def _start_state(evaluation: Evaluation) -> dict:
+    return {"fingerprint": json.dumps(evaluation.fingerprint), "provenance": json.dumps(evaluation.provenance),
+            "shard": [evaluation.shard.index, evaluation.shard.count], "total_images": evaluation.provenance[
+                "dataset"]["images"], "next_batch": 0, "seconds": 0.0, "figure": None, "totals": {}, "finished": False}
+
+
 def evaluate(cfg, run_dir: str | Path | RunDirectory) -> dict:
-    """Evaluate ``cfg.model`` on ``cfg.dataset`` under ``cfg.attack`` at every radius; return the results dict."""
+    """Evaluate ``cfg.model`` on ``cfg.dataset`` under ``cfg.attack`` at every radius; return the results dict.
+
+    Under torchrun (several processes) rank r evaluates shard r of the images into ``<run dir>/shards/<r>`` and
+    rank 0 merges them into the run directory; ``shard=k num_shards=N`` evaluates one shard as its own run.
+    """
     run = run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
+    distributed = init_distributed(cfg.runtime.device) if _world_size() > 1 else Distributed()
     try:
-        evaluation = prepare(cfg, run)
-        state = _load_state(run.path, cfg.resume, evaluation.fingerprint)
-        if state is None:
-            state = {"fingerprint": json.dumps(evaluation.fingerprint), "next_batch": 0, "seconds": 0.0,
-                     "figure": None, "totals": {}}
-        run.accept(cfg)
-        if evaluation.model.weights["source"] in ("random", "backbone"):
-            log.warning("evaluating a model WITHOUT trained weights (%s): model.random_weights=true",
-                        weights_label(evaluation.model.weights))
-        log.info("model %s: %s; data %s/%s (%d images); attack %s", cfg.model.name,
-                 evaluation.provenance["model"]["label"], cfg.dataset.name, evaluation.provenance["dataset"]["split"],
-                 len(evaluation.dataset), evaluation.attack.description)
-        totals, calibration = run_batches(evaluation, state)
-        return finish(evaluation, state, totals, calibration)
+        if distributed.enabled:
+            return _evaluate_distributed(cfg, run, distributed)
+        return _evaluate_shard(cfg, run, Shard(cfg.shard, cfg.num_shards))
     finally:
         if not isinstance(run_dir, RunDirectory):
             run.detach_log()
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _evaluate_shard(cfg, run: RunDirectory, shard: Shard, local_rank: int = 0, write_reports_: bool = True) -> dict:
+    evaluation = prepare(cfg, run, shard, local_rank)
+    state = _load_state(run.path, cfg.resume, evaluation.fingerprint) or _start_state(evaluation)
+    run.accept(cfg)
+    if evaluation.model.weights["source"] in ("random", "backbone"):
+        log.warning("evaluating a model WITHOUT trained weights (%s): model.random_weights=true",
+                    weights_label(evaluation.model.weights))
+    log.info("model %s: %s; data %s/%s (%d images%s); attack %s", cfg.model.name,
+             evaluation.provenance["model"]["label"], cfg.dataset.name, evaluation.provenance["dataset"]["split"],
+             len(evaluation.dataset), "" if shard.whole else f", {shard.describe()}", evaluation.attack.description)
+    totals, calibration = run_batches(evaluation, state)
+    if not write_reports_:
+        return {"shard": shard.index}
+    return finish(evaluation, state, totals, calibration)
+
+
+def _evaluate_distributed(cfg, run: RunDirectory, distributed: Distributed) -> dict:
+    """torchrun: each rank evaluates its shard into shards/<rank>; rank 0 merges them into the run directory."""
+    import torch.distributed as dist
+
+    if cfg.num_shards != 1:
+        raise ConfigError("shard/num_shards split one evaluation into independent jobs; under torchrun the ranks "
+                          "are the shards: drop shard= and num_shards=")
+    run.path = shared_run_dir(run.path, distributed)
+    if not distributed.is_main:
+        run.fresh = False
+    shard = Shard(distributed.rank, distributed.world_size)
+    shard_run = RunDirectory(run.path / SHARDS_DIR / str(distributed.rank), job_name=run.job_name)
+    if distributed.is_main and (run.path / "results.json").exists() and not cfg.resume:
+        raise ConfigError(f"{run.path} already holds an evaluation: pass resume=true to continue it, "
+                          "or another run_name")
+    try:
+        _evaluate_shard(cfg, shard_run, shard, distributed.local_rank, write_reports_=False)
+    finally:
+        shard_run.detach_log()
+    dist.barrier()
+    if not distributed.is_main:
+        return {"shard": shard.index, "run_directory": str(run.path)}
+    run.accept(cfg)
+    return merge_into(cfg, sorted((run.path / SHARDS_DIR).iterdir(), key=lambda p: int(p.name)), run)
+
+
+def merge_into(cfg, directories: list[Path], run: RunDirectory) -> dict:
+    """Merge finished shards (``robust_seg.evaluation.shards.merge_states``) and write the complete reports."""
+    from robust_seg.attacks.registry import resolve_attack
+
+    merged = merge_states(directories)
+    provenance = merged["provenance"]
+    provenance["shards"] = merged["shards"]
+    state = {"seconds": merged["seconds"], "figure": merged["figure"]}
+    attack = resolve_attack(cfg.attack)
+    return report(cfg, attack, run, provenance, merged["totals"], merged["calibration"], state,
+                  dataset_class_names(cfg.dataset))
 
 
 def minimal_norm_summary(entry: dict, radii: list[float], seconds: float) -> dict:

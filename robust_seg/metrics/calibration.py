@@ -265,6 +265,16 @@ class CalibrationAccumulator:
                 dist.all_reduce(reduced, op=op)
                 self.adaptive_grid[row].copy_(reduced)
 
+    def merge(self, other: "CalibrationAccumulator") -> None:
+        """Add the statistics of ``other`` (another shard of the same evaluation): the result equals one pass over
+        both shards' pixels."""
+        for name in ("bins", "class_bins", "totals", "image_sums"):
+            getattr(self, name).add_(getattr(other, name).to(getattr(self, name).device))
+        grid = other.adaptive_grid.to(self.adaptive_grid.device)
+        self.adaptive_grid[:3].add_(grid[:3])
+        torch.minimum(self.adaptive_grid[3], grid[3], out=self.adaptive_grid[3])
+        torch.maximum(self.adaptive_grid[4], grid[4], out=self.adaptive_grid[4])
+
     def _dataset_adaptive_error(self) -> tuple[float, float]:
         """Dataset AECE and the bound on its distance to the exact value (module doc)."""
         counts, confidence_sums, correct_sums, smallest, largest = self.adaptive_grid.cpu()

@@ -1,0 +1,155 @@
+"""Sharded evaluation: 3 independent shards + merge and a 2-process torchrun equal one process exactly."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from tests.test_run_integrity import call
+
+BASE = ["logger=none", "dataset.synthetic.num_val=5", "max_images=5", "batch_size=2", "runtime.threads=1"]
+KINDS = {
+    "sea": ["attack=sea", "attack.eps=[0,8/255]", "attack.options.iterations=3"],
+    "apgd": ["attack=apgd", "attack.eps=[8/255]", "attack.options.iterations=3"],
+    "pgd": ["attack=pgd", "attack.eps=[8/255]", "attack.options.iterations=3", "attack.options.step_size=0.01"],
+    "alma_prox": ["attack=alma_prox", "attack.options.iterations=5", "model=embedded_clean"],
+    "calibration": ["attack=apgd", "attack.eps=[0,4/255]", "attack.options.iterations=2", "calibration=true",
+                    "calibration_temperature=2"],
+}
+
+
+def _table(results: dict) -> str:
+    """The report's tables without the wall-clock figures (the cost table's seconds, the wall time)."""
+    lines = results["report"].split("\n\n", 2)[-1].split("Wall time")[0].splitlines()
+    return "\n".join(line for line in lines if not line.startswith("| forwards") and not (
+        line.startswith("| ") and lines.index(line) > 0 and lines[lines.index(line) - 2].startswith("| forwards")))
+
+
+def _per_image(results: dict) -> dict:
+    """Per-image accuracies and (minimal-norm) norms and successes of every component, radius by radius."""
+    if "minimal_norm" in results:
+        return {k: results["minimal_norm"]["per_image"][k] for k in ("norm", "success", "apsr")}
+    return {key: {name: (entry["per_image_acc"], entry["per_image"]["apsr"]) for name, entry in components.items()}
+            for key, components in results["radii"].items()}
+
+
+def _evaluate(tmp_path: Path, *args: str) -> dict:
+    with contextlib.chdir(tmp_path):
+        code, out, err = call("evaluate", *BASE, *args)
+    assert code == 0, err[-3000:]
+    run = Path(out.strip().splitlines()[-1].split("run directory: ")[-1])
+    return json.loads((run / "results.json").read_text()) | {"report": (run / "results.md").read_text(), "dir": run}
+
+
+def _merge(*paths: Path, output: Path) -> dict:
+    from robust_seg.merge import merge
+
+    return merge(list(paths), output)
+
+
+def _confusions(state_totals: dict) -> dict:
+    return {key: {name: (c.confusion if hasattr(c, "confusion") else c["confusion"]).tolist()
+                  for name, c in comps.items()} for key, comps in state_totals.items()}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_three_shards_merged_equal_one_process(tmp_path, kind):
+    from robust_seg.evaluation.shards import merge_states
+
+    single = _evaluate(tmp_path, *KINDS[kind], "run_name=single")
+    shards = [_evaluate(tmp_path, *KINDS[kind], f"shard={k}", "num_shards=3", f"run_name=shard{k}") for k in range(3)]
+    assert [s["images"] for s in shards] == [2, 2, 1] and all("shard" in s for s in shards)  # batches 0, 1, 2
+    merged = _merge(*(s["dir"] for s in shards), output=tmp_path / "merged")
+    assert _per_image(merged) == _per_image(single)
+    assert _table(merged) == _table(single)
+    state = torch.load(single["dir"] / "evaluation_state.pt", weights_only=True)
+    assert _confusions(merge_states([s["dir"] for s in shards])["totals"]) == _confusions(state["totals"])
+    if kind == "calibration":
+        assert merged["calibration"]["radii"] == single["calibration"]["radii"]
+    assert merged["provenance"]["shards"] == 3
+
+
+def test_a_killed_shard_resumed_then_merged_equals_one_process(tmp_path, monkeypatch):
+    from robust_seg.evaluation import driver
+
+    args = KINDS["sea"]
+    single = _evaluate(tmp_path, *args, "run_name=single")
+    shards = [_evaluate(tmp_path, *args, "shard=1", "num_shards=2", "run_name=sharded/s1")]  # batch 1
+    original, calls = driver.check_finite_logits, {"n": 0}
+
+    def killed_at_second_batch(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(driver, "check_finite_logits", killed_at_second_batch)
+    with contextlib.chdir(tmp_path), pytest.raises(KeyboardInterrupt):  # shard 0: batches 0 and 2, killed in 2
+        call("evaluate", *BASE, *args, "shard=0", "num_shards=2", "run_name=sharded/s0")
+    monkeypatch.setattr(driver, "check_finite_logits", original)
+    from robust_seg.evaluation.shards import MergeError
+
+    with pytest.raises(MergeError, match="shard 0 of 2 .* is unfinished"):
+        _merge(shards[0]["dir"], tmp_path / "outputs/evaluate/sharded/s0", output=tmp_path / "early")
+    shards.append(_evaluate(tmp_path, *args, "shard=0", "num_shards=2", "run_name=sharded/s0", "resume=true"))
+    merged = _merge(tmp_path / "outputs" / "evaluate" / "sharded", output=tmp_path / "merged")  # their parent
+    assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single)
+
+
+def _merge_cli(*paths: Path) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from robust_seg import merge
+
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            merge.main([str(p) for p in paths])
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, err.getvalue().strip().splitlines()[-1]
+
+
+def test_merge_refuses_missing_duplicated_and_foreign_shards(tmp_path):
+    args = [*KINDS["apgd"], "num_shards=3"]
+    dirs = [_evaluate(tmp_path, *args, f"shard={k}", f"run_name=s{k}")["dir"] for k in range(3)]
+    other_seed = _evaluate(tmp_path, *args, "shard=2", "attack.seed=5", "run_name=other")["dir"]
+    again = _evaluate(tmp_path, *args, "shard=1", "run_name=again")["dir"]
+    code, line = _merge_cli(dirs[0], dirs[1])
+    assert code == 2 and line == "error: shard(s) 2 of 3 missing (have 0, 1): give every shard's run directory"
+    code, line = _merge_cli(dirs[0], dirs[1], again, dirs[2])
+    assert code == 2 and line.startswith("error: shard 1 of 3 appears twice")
+    code, line = _merge_cli(dirs[0], dirs[1], other_seed)
+    assert code == 2 and "is a shard of another evaluation" in line and "attack.seed: 0 -> 5" in line
+    assert not (tmp_path / "outputs" / "evaluate" / "merged").exists()
+
+
+def test_shard_options_are_checked():
+    with contextlib.chdir(ROOT):
+        code, _, err = call("evaluate", *BASE, "shard=3", "num_shards=3")
+    assert code == 2 and "shard=3 with num_shards=3" in err
+
+
+def test_torchrun_two_processes_equal_one_process(tmp_path):
+    """2-process torchrun (gloo) of SEA with calibration: rank r evaluates shard r, rank 0 merges."""
+    args = [*BASE, *KINDS["sea"], "calibration=true"]
+    single = _evaluate(tmp_path, *args[len(BASE):], "run_name=single")
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "robust_seg.evaluate", *args, "run_name=torchrun"]
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = tmp_path / "outputs" / "evaluate" / "torchrun"
+    merged = json.loads((run / "results.json").read_text()) | {"report": (run / "results.md").read_text()}
+    assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single)
+    assert merged["calibration"]["radii"] == single["calibration"]["radii"]
+    assert sorted(p.name for p in (run / "shards").iterdir()) == ["0", "1"]
