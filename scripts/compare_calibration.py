@@ -3,6 +3,7 @@ budget, evaluate each with calibration metrics (clean, and optionally under APGD
 
     .venv/bin/python scripts/compare_calibration.py                    # the table of docs/calibration.md
     .venv/bin/python scripts/compare_calibration.py --epochs 3 --train-images 16 --methods ce cals_alm
+    .venv/bin/python scripts/compare_calibration.py --methods cals_alm --train-override scheme.loss.rho_rule=official
 
 Setting (configs/experiment/cals_synthetic.yaml, cals_synthetic_eval.yaml): the small UPerNet-ConvNeXt on few
 synthetic training images for many epochs, so that CE over-fits and becomes over-confident. Equal budget, as the
@@ -84,7 +85,8 @@ def train_and_evaluate(method: str, args) -> dict:
         seconds["train"] = run([__file__, "--train-worker", str(out / "train"), "logger=none",
                                 "experiment=cals_synthetic", f"scheme={method}", HOLD_OUT,
                                 f"dataset.synthetic.num_train={training_split_size(args.train_images)}",
-                                f"schedule.epochs={args.epochs}", f"export_path={model_path}", *common],
+                                f"schedule.epochs={args.epochs}", f"export_path={model_path}", *common,
+                                *args.train_override],
                                out / "train.log")
     # T fitted on the held-out images (unseen by every loss): the evaluation's training split is the runs' one
     evaluate = ["experiment=cals_synthetic_eval", f"model.checkpoint={model_path}", "calibration_temperature=fit",
@@ -159,6 +161,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="methods trained at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-override", action="append", default=[],
+                        help="extra training override, e.g. scheme.loss.rho_rule=official (repeatable)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "compare_calibration")
     args = parser.parse_args()
     started = time.perf_counter()

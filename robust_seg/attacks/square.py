@@ -1,0 +1,167 @@
+"""Square attack (Andriushchenko et al. 2020, Linf), adapted to segmentation: black-box, forward passes only.
+
+Algorithm (the paper's Linf version, AutoAttack's schedule):
+
+- start: x + eps * s with vertical stripes s (one random sign per image, channel and column), clipped to [0, 1];
+- each query changes one random square window of side h(t) of the current best perturbation to a random vertex of
+  the ball (one random sign per channel: +-eps on the whole window), and keeps the change only if the objective
+  improves; the window's area fraction p(t) starts at ``p_init`` = 0.8 and halves at 10, 50, 200, 500, 1000, 2000,
+  4000, 6000 and 8000 ten-thousandths of the query budget; ``h = max(1, round(sqrt(p H W)))``.
+
+Segmentation objective, from the output alone (minimised): the masked margin, the mean over the labelled pixels
+of ``max(0, z_y - max_{j != y} z_j)`` (targeted: ``max(0, max_{j != t} z_j - z_t)``). It is zero exactly when
+every labelled pixel is misclassified (reaches the target), and correctly classified pixels pull it up by their
+margin, so accepted updates push the remaining correct pixels over their boundary. Returned per image: among the
+accepted iterates (the start included), the one with the fewest correct pixels (targeted: the most on target) by
+their margins, ties keeping the earliest, as APGD does; its predictions (arg-max, computed once at the end) give
+the reported accuracy.
+
+Batched with per-image state: every image draws its stripes, windows and signs from a counter-based hash of its
+own seed and the query number, so its run does not depend on the other images of its batch, its shard or its
+process. Images with no correct pixel left stop querying. Cost: one forward per query per image (extras
+'forwards'), no backward.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from robust_seg import IGNORE_INDEX
+from robust_seg.attacks.invariants import check_linf_box
+from robust_seg.attacks.pgd import draw_image_seeds
+from robust_seg.attacks.result import AttackResult
+from robust_seg.metrics.segmentation import pixel_accuracy
+
+P_INIT = 0.8
+HALVING_POINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+"""Where (in ten-thousandths of the query budget) the window's area fraction halves (AutoAttack's schedule)."""
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed 64-bit integer
+
+
+def window_fraction(query: int, queries: int, p_init: float = P_INIT) -> float:
+    """p(t): ``p_init`` halved at each point of ``HALVING_POINTS`` the rescaled query number has passed."""
+    position = int(query / queries * 10000)
+    return p_init / 2 ** sum(position > point for point in HALVING_POINTS)
+
+
+def hashed(seeds: torch.Tensor, *keys: int | torch.Tensor) -> torch.Tensor:
+    """Counter-based random 62-bit integers: a splitmix64-style hash of (per-image seed, keys), int64 arithmetic."""
+    state = seeds.clone()
+    for key in keys:
+        state = state ^ (key if isinstance(key, torch.Tensor) else torch.as_tensor(key, dtype=torch.int64))
+        state = state + _GOLDEN
+        state = (state ^ ((state >> 30) & 0x3FFFFFFFF)) * -4658895280553007687  # 0xBF58476D1CE4E5B9
+        state = (state ^ ((state >> 27) & 0x1FFFFFFFFF)) * -7723592293110705685  # 0x94D049BB133111EB
+        state = state ^ ((state >> 31) & 0x1FFFFFFFF)
+    return state & 0x3FFFFFFFFFFFFFFF
+
+
+class MaskedMargin:
+    """The objective (module doc) for fixed labels, with the label mask computed once: ``(objective per image,
+    per-pixel correct mask)`` of logits."""
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, targeted: bool = False):
+        self.valid = labels != IGNORE_INDEX
+        safe = torch.where(self.valid, labels, torch.zeros_like(labels)).unsqueeze(1)
+        self.index = safe
+        self.label_mask = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=torch.bool,
+                                      device=labels.device).scatter_(1, safe, True)
+        self.count = self.valid.flatten(1).sum(1).clamp_min(1)
+        self.targeted = targeted
+
+    def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        label_logit = logits.gather(1, self.index).squeeze(1)
+        other = logits.masked_fill(self.label_mask, float("-inf")).amax(1)
+        margin = other.sub_(label_logit) if self.targeted else label_logit.sub_(other)
+        hits = (margin > 0) & self.valid
+        objective = margin.clamp_min_(0).mul_(self.valid).flatten(1).sum(1) / self.count
+        return objective, hits
+
+
+def masked_margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-image objective: mean over labelled pixels of max(0, margin), per-pixel correct mask) (module doc)."""
+    return MaskedMargin(labels, logits.shape[1], targeted)(logits)
+
+
+def _copy_rows(target: torch.Tensor, source: torch.Tensor, rows: torch.Tensor) -> None:
+    """target[i] = source[i] for the images i where ``rows`` (B,) is true (few per query: copies, not a select)."""
+    for i in rows.nonzero().flatten().tolist():
+        target[i].copy_(source[i])
+
+
+def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, queries: int = 5000,
+           p_init: float = P_INIT, targeted: bool = False, target_labels: torch.Tensor | None = None,
+           generator: torch.Generator | None = None, image_seeds: list[int] | None = None,
+           start: torch.Tensor | None = None) -> AttackResult:
+    """Square attack on a batch (module doc). ``start``: perturbed images to start from instead of the stripes
+    (e.g. SEA's worst case, ``sea_square``); they must lie in the eps-ball. extras: 'objective' (masked margin at
+    the returned iterate), 'forwards' / 'backwards' (passes per image)."""
+    if targeted and target_labels is None:
+        raise ValueError("a targeted attack needs target_labels")
+    images = images.detach()
+    batch, channels, height, width = images.shape
+    device = images.device
+    goal = target_labels if targeted else labels
+    seeds = torch.tensor(image_seeds if image_seeds is not None else draw_image_seeds(batch, generator),
+                         dtype=torch.int64, device=device)
+
+    valid = goal != IGNORE_INDEX
+    labelled = valid.flatten(1).sum(1).clamp_min(1)
+
+    def score(hits: torch.Tensor) -> torch.Tensor:
+        """Lower is stronger: the share of labelled pixels still correct (targeted: minus those on target), from
+        the margins (a tie counts as not correct; the reported accuracy comes from the arg-max at the end)."""
+        share = (hits & valid).flatten(1).sum(1) / labelled
+        return -share if targeted else share
+
+    with torch.no_grad():
+        if start is None:
+            column = torch.arange(width, device=device).view(1, 1, 1, width)
+            channel = torch.arange(channels, device=device).view(1, channels, 1, 1)
+            bits = hashed(seeds.view(batch, 1, 1, 1), 0, channel * width + column) & 1
+            start = (images + eps * (2.0 * bits.to(images.dtype) - 1.0)).clamp(0, 1)
+        check_linf_box(start, images, eps)
+        logits = model(start)
+        margin = MaskedMargin(goal, logits.shape[1], targeted)
+        objective, hits = margin(logits)
+        current, current_objective = start.clone(), objective
+        best, best_logits, best_score, best_objective = start.clone(), logits.clone(), score(hits), objective
+        forwards = torch.ones(batch, dtype=torch.long)
+        rows = torch.arange(height, device=device).view(1, 1, height, 1)
+        cols = torch.arange(width, device=device).view(1, 1, 1, width)
+        streams = torch.arange(2 + channels, device=device).view(1, -1) + 1
+        lower, upper = (images - eps).clamp(0, 1), (images + eps).clamp(0, 1)
+        for query in range(1, queries):
+            active = current_objective > 0  # images with a correct pixel left
+            if not bool(active.any()):
+                break
+            side = round(math.sqrt(window_fraction(query, queries, p_init) * height * width))
+            side = max(1, min(side, height - 1, width - 1))  # as AutoAttack: at most one less than the image
+            draws = hashed(seeds.view(batch, 1), query, streams)  # (B, 2 + C): row, column, channel signs
+            top = (draws[:, 0] % (height - side + 1)).view(batch, 1, 1, 1)
+            left = (draws[:, 1] % (width - side + 1)).view(batch, 1, 1, 1)
+            window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+            # the vertex x + eps * sign, clipped to [0, 1], is the box's upper or lower bound
+            vertex = torch.where((draws[:, 2:] & 1).bool().view(batch, channels, 1, 1), upper, lower)
+            candidate = torch.where(window, vertex, current)
+            logits = model(candidate)
+            objective, hits = margin(logits)
+            accept = active & (objective < current_objective)
+            forwards += active.cpu().long()
+            if not bool(accept.any()):
+                continue
+            _copy_rows(current, candidate, accept)
+            current_objective = torch.where(accept, objective, current_objective)
+            candidate_score = score(hits)
+            better = accept & (candidate_score < best_score)
+            _copy_rows(best, candidate, better)
+            _copy_rows(best_logits, logits, better)
+            best_score = torch.where(better, candidate_score, best_score)
+            best_objective = torch.where(better, objective, best_objective)
+        best_predictions = best_logits.argmax(1)
+    check_linf_box(best, images, eps)
+    extras = {"objective": best_objective, "forwards": forwards, "backwards": torch.zeros(batch, dtype=torch.long)}
+    if targeted:
+        extras["target_agreement"] = pixel_accuracy(best_predictions, target_labels)
+    return AttackResult(best, best_predictions, pixel_accuracy(best_predictions, labels), extras)
