@@ -89,6 +89,8 @@ class EvaluateConfig(RunConfig):
     calibration_holdout_seed: int = 0
     """The held-out part of the training split that T is fitted on (as CALS' split with seed = this seed)."""
     figure_images: int = 4
+    diagnostics: bool = True
+    """Attack-failure checks in the report of a bounded attack (robust_seg/evaluation/diagnostics.py)."""
     shard: int = 0
     num_shards: int = 1
     """Evaluate only shard ``shard`` (images shard, shard + num_shards, ...) of ``num_shards``; merge the shards'

@@ -30,6 +30,8 @@ forward at iterate t.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from robust_seg.attacks.pgd import (
@@ -45,6 +47,9 @@ from robust_seg.attacks.pgd import (
 from robust_seg.attacks.result import AttackResult
 from robust_seg.attacks.schedules import apgd_checkpoints, radius_schedule, split_budget
 
+LATE_TOLERANCE = 0.01
+"""An improvement of the best pixel accuracy by more than this (one percentage point) in the last 10% of the
+iterations marks the optimisation as incomplete (extras 'late_improvement')."""
 MOMENTUM = 0.75
 RHO = 0.75
 INITIAL_STEP_FACTOR = 2.0
@@ -55,16 +60,20 @@ def _where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Te
 
 
 def apgd_stage(
-    objective: AttackObjective, images: torch.Tensor, start: torch.Tensor, radius: float, iterations: int, step_offset: int
-) -> Iterate:
-    """One APGD run of ``iterations`` steps at ``radius`` from ``start``; returns its lowest-score iterate.
+    objective: AttackObjective, images: torch.Tensor, start: torch.Tensor, radius: float, iterations: int,
+    step_offset: int, late_after: int | None = None,
+) -> tuple[Iterate, torch.Tensor]:
+    """One APGD run of ``iterations`` steps at ``radius`` from ``start``; returns its lowest-score iterate and, per
+    image, whether that score still improved by more than ``LATE_TOLERANCE`` after step ``late_after`` (the
+    diagnostics' incomplete optimisation).
 
     ``step_offset``: iterations already spent in this run before the stage (for Bal-CE's t).
     """
     evaluation = objective(start, step_offset + 1, need_gradient=iterations > 0)
     best = Iterate.of(start, evaluation)
+    late = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     if iterations == 0:
-        return best
+        return best, late
     points, previous, gradient = start, start, evaluation.gradient
     step = torch.full((images.shape[0], 1, 1, 1), INITIAL_STEP_FACTOR * radius, dtype=images.dtype, device=images.device)
     max_point, max_gradient, max_objective = start, gradient, evaluation.objective
@@ -82,8 +91,12 @@ def apgd_stage(
         previous, points = points, candidate
         final = k + 1 == iterations
         evaluation = objective(points, step_offset + k + 2, need_gradient=not final)
+        if late_after is not None and k == max(late_after, 0):
+            score_before_late = best.score.clone()
         best = best.replace_where(evaluation.score < best.score, Iterate.of(points, evaluation))
         if final:
+            if late_after is not None:  # improved by more than LATE_TOLERANCE during the last 10%
+                late = score_before_late - best.score > LATE_TOLERANCE
             break
         gradient = evaluation.gradient
         increases += evaluation.objective > last_objective
@@ -103,7 +116,7 @@ def apgd_stage(
             reduced_at_check, max_objective_at_check = reduce, max_objective
             increases = torch.zeros_like(increases)
             last_check = k + 1
-    return best
+    return best, late
 
 
 def apgd(
@@ -135,7 +148,9 @@ def apgd(
         (drawn from ``generator`` when None). SEA passes them so that results do not depend
         on which images share the batch.
     extras: 'loss' (tracked objective at the returned iterate, negated loss when targeted),
-        'forwards' / 'backwards' (passes per image).
+        'forwards' / 'backwards' (passes per image), 'late_improvement' (bool: the returned iterate's score still
+        improved by more than one point of accuracy in the last 10% of the run's iterations: more iterations would
+        likely help).
     loss_schedule: how an iteration-dependent loss (Bal-CE's lambda(t) = (t - 1) / 2T) counts t under red-eps:
         ``stage`` restarts t = 1..T at every radius stage, with T that stage's iterations (as the official SEA
         code, ``nmndeep/Robust-Segmentation``, ``semseg/utils/attacker.py``; measured stronger on the shipped model,
@@ -152,21 +167,29 @@ def apgd(
     objective = AttackObjective(model, labels, loss, total_steps=budgets[0], targeted=targeted, target_labels=target_labels)
     if eps == 0:
         clean = objective(images, 1, need_gradient=False)
-        return attack_result(images, labels, eps, Iterate.of(images, clean), objective)
+        outcome = attack_result(images, labels, eps, Iterate.of(images, clean), objective)
+        outcome.extras["late_improvement"] = torch.zeros(images.shape[0], dtype=torch.bool)
+        return outcome
     seeds = image_seeds if image_seeds is not None else draw_image_seeds(images.shape[0], generator)
-    result = None
+    result, late = None, None
     for run, budget in enumerate(budgets):
         objective.total_steps = budget
         stage_best, step_offset = None, 0
-        for radius, stage_iterations in radius_schedule(eps, budget, schedule):
+        stages = radius_schedule(eps, budget, schedule)
+        for stage, (radius, stage_iterations) in enumerate(stages):
             if stage_best is None:
                 start = uniform_random_start(images, radius, [mix_seed(seed, run) for seed in seeds])
             else:
                 start = project_linf_box(stage_best.adv_images, images, radius)
             if loss_schedule == "stage":
                 objective.total_steps = max(stage_iterations, 1)
-            stage_best = apgd_stage(objective, images, start, radius, stage_iterations,
-                                    step_offset if loss_schedule == "run" else 0)
+            late_after = stage_iterations - max(1, math.ceil(0.1 * budget)) if stage == len(stages) - 1 else None
+            stage_best, stage_late = apgd_stage(objective, images, start, radius, stage_iterations,
+                                                step_offset if loss_schedule == "run" else 0, late_after)
             step_offset += stage_iterations
-        result = stage_best if result is None else result.replace_where(stage_best.score < result.score, stage_best)
-    return attack_result(images, labels, eps, result, objective)
+        better = None if result is None else stage_best.score < result.score
+        late = stage_late if late is None else torch.where(better, stage_late, late)
+        result = stage_best if result is None else result.replace_where(better, stage_best)
+    outcome = attack_result(images, labels, eps, result, objective)
+    outcome.extras["late_improvement"] = late.cpu()
+    return outcome

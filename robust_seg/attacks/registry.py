@@ -21,6 +21,8 @@ ATTACKS: dict[str, str] = {
     "sea": "robust_seg.attacks.sea:sea",
     "apgd": "robust_seg.attacks.apgd:apgd",
     "pgd": "robust_seg.attacks.pgd:pgd",
+    "square": "robust_seg.attacks.square:square",
+    "sea_square": "robust_seg.attacks.square:sea_square",
     "alma_prox": "robust_seg.attacks.minimal_norm:alma_prox",
     "dag": "robust_seg.attacks.minimal_norm:dag",
     "fmn": "robust_seg.attacks.minimal_norm:fmn_linf",
@@ -134,7 +136,8 @@ def resolve_attack(cfg) -> ResolvedAttack:
         targetable = sorted(name for name, path in ATTACKS.items()
                             if "target_labels" in inspect.signature(_import(path)).parameters)
         raise ConfigError(f"attack.target: {cfg.name} has no targeted mode (targeted attacks: {', '.join(targetable)})")
-    reserved = {"model", "images", "labels", "eps", "generator", "seed", "targeted", "target_labels"}
+    reserved = {"model", "images", "labels", "eps", "generator", "seed", "targeted", "target_labels", "image_seeds",
+                "start"}
     for key, value in options.items():
         if key not in parameters or key in reserved:
             known = ", ".join(p for p in parameters if p not in reserved)

@@ -54,7 +54,8 @@ def _component_for_batch(run: AttackResult, ran: torch.Tensor, worst_so_far: Att
         if key in _COUNTERS:
             extras[key] = scatter(torch.zeros(batch, dtype=value.dtype, device=value.device), value)
         elif torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == ran.numel():
-            extras[key] = scatter(torch.full((batch,), float("nan"), dtype=value.dtype, device=value.device), value)
+            fill = False if value.dtype == torch.bool else float("nan")  # skipped: no late improvement, NaN loss
+            extras[key] = scatter(torch.full((batch,), fill, dtype=value.dtype, device=value.device), value)
     return AttackResult(
         scatter(worst_so_far.adv_images, run.adv_images),
         scatter(worst_so_far.predictions, run.predictions),
@@ -98,6 +99,7 @@ def sea(
             component = AttackResult(
                 worst.adv_images, worst.predictions, worst.accuracy,
                 {"skipped": torch.ones(batch, dtype=torch.bool), "loss": torch.full((batch,), float("nan"), dtype=images.dtype),
+                 "late_improvement": torch.zeros(batch, dtype=torch.bool),
                  **{key: torch.zeros(batch, dtype=torch.int64) for key in _COUNTERS}},
             )
         else:
@@ -121,7 +123,9 @@ def sea(
                 torch.where(better, component.accuracy, worst.accuracy),
             )
     check_linf_box(worst.adv_images, images, eps)
-    extras = {"worst_component": worst_component, "losses": tuple(losses)}
+    extras = {"worst_component": worst_component, "losses": tuple(losses),
+              "late_improvement": torch.stack([component.extras["late_improvement"].cpu() for component in
+                                               components.values()]).any(0)}
     for key in _COUNTERS:
         extras[key] = sum(component.extras[key].cpu() for component in components.values())
     return AttackResult(worst.adv_images, worst.predictions, worst.accuracy, extras, components)

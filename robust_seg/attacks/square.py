@@ -29,8 +29,9 @@ import torch
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.invariants import check_linf_box
-from robust_seg.attacks.pgd import draw_image_seeds
+from robust_seg.attacks.pgd import draw_image_seeds, mix_seed
 from robust_seg.attacks.result import AttackResult
+from robust_seg.attacks.sea import SEA_LOSSES, sea
 from robust_seg.metrics.segmentation import pixel_accuracy
 
 P_INIT = 0.8
@@ -165,3 +166,29 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
     if targeted:
         extras["target_agreement"] = pixel_accuracy(best_predictions, target_labels)
     return AttackResult(best, best_predictions, pixel_accuracy(best_predictions, labels), extras)
+
+
+def sea_square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float,
+               losses: tuple[str, ...] = SEA_LOSSES, iterations: int = 300, schedule: str = "red",
+               skip_solved: bool = True, loss_schedule: str = "stage", queries: int = 5000,
+               generator: torch.Generator | None = None, image_seeds: list[int] | None = None) -> AttackResult:
+    """SEA, then Square started from SEA's worst case: a black-box check of the white-box result.
+
+    The worst case is per image the lower-accuracy result of the two. Components: SEA's per-loss runs, ``sea``
+    (SEA's worst case) and ``square``; extras 'square_improved' (bool per image: Square lowered the accuracy SEA
+    reached, which a reliable white-box evaluation should rarely allow) and the summed 'forwards' / 'backwards'.
+    """
+    seeds = image_seeds if image_seeds is not None else draw_image_seeds(images.shape[0], generator)
+    white = sea(model, images, labels, eps=eps, losses=losses, iterations=iterations, schedule=schedule,
+                skip_solved=skip_solved, loss_schedule=loss_schedule, image_seeds=seeds)
+    black = square(model, images, labels, eps=eps, queries=queries, image_seeds=[mix_seed(s, 7) for s in seeds],
+                   start=white.adv_images)
+    improved = black.accuracy < white.accuracy
+    view = improved.view(-1, 1, 1, 1)
+    extras = {"square_improved": improved.cpu(), "late_improvement": white.extras["late_improvement"],
+              **{key: white.extras[key] + black.extras[key] for key in ("forwards", "backwards")}}
+    components = {**white.components, "sea": AttackResult(white.adv_images, white.predictions, white.accuracy),
+                  "square": black}
+    return AttackResult(torch.where(view, black.adv_images, white.adv_images),
+                        torch.where(view[..., 0], black.predictions, white.predictions),
+                        torch.where(improved, black.accuracy, white.accuracy), extras, components)

@@ -31,6 +31,7 @@ from robust_seg.data import build_dataset, build_loader
 from robust_seg.data import class_names as dataset_class_names
 from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.evaluation.calibration import EvaluationCalibration
+from robust_seg.evaluation.diagnostics import Diagnostics, not_applicable
 from robust_seg.evaluation.report import write_reports
 from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
@@ -153,6 +154,10 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         records = [r for r in read_jsonl(run_dir / BATCHES_FILE) if r["batch"] < state["next_batch"]]
         atomic_write_text(run_dir / BATCHES_FILE, "".join(json.dumps(r) + "\n" for r in records))
     calibration = EvaluationCalibration.start(cfg, evaluation.model, device, state.get("calibration"))
+    diagnostics = None
+    if cfg.diagnostics and not attack.minimal_norm and attack.name != "none":
+        diagnostics = Diagnostics.from_state(state["diagnostics"]) if state.get("diagnostics") else \
+            Diagnostics([key for _, key in runs])
     if state["next_batch"]:
         log.info("resuming after batch %d of %d", state["next_batch"], len(evaluation.loader))
     progress = tqdm(evaluation.loader, desc=f"{attack.description}", unit="batch", dynamic_ncols=True)
@@ -167,6 +172,7 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         indices = [int(i) for i in batch["index"]]
         record = {"batch": batch_index, "names": list(batch["name"]), "indices": indices, "acc": {}}
         figure = {} if state["figure"] is None else None
+        by_radius = {}
         for radius_index, (radius, key) in enumerate(runs):
             result = attack.run(evaluation.model, images, labels, eps=radius, seed=(cfg.attack.seed, radius_index),
                                 image_indices=indices)
@@ -183,10 +189,14 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
                     raise type(error)(f"batch {batch_index} (images {', '.join(map(str, batch['name'][:4]))}), "
                                       f"radius {key}: {error}") from None
             record["acc"][key] = {n: [round(100 * a, 4) for a in o.accuracy.tolist()] for n, o in outcomes.items()}
+            by_radius[key] = result
             if figure is not None:
                 count = min(cfg.figure_images, images.shape[0])
                 figure[key] = {"adv": result.adv_images[:count].cpu(), "pred": result.predictions[:count].cpu(),
                                "acc": result.accuracy[:count].cpu()}
+        if diagnostics is not None:
+            diagnostics.on_batch(evaluation.model, attack, images, labels, indices, runs, by_radius, cfg.attack.seed)
+            state["diagnostics"] = diagnostics.state_dict()
         if figure is not None:
             figure["images"], figure["labels"] = images[: cfg.figure_images].cpu(), labels[: cfg.figure_images].cpu()
             state["figure"] = figure
@@ -205,17 +215,17 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
     if not state.get("finished"):
         state["finished"] = True
         atomic_torch_save(run_dir / STATE_FILE, state)
-    return totals, calibration
+    return totals, calibration, diagnostics
 
 
-def finish(evaluation: Evaluation, state: dict, totals: dict, calibration) -> dict:
+def finish(evaluation: Evaluation, state: dict, totals: dict, calibration, diagnostics=None) -> dict:
     """The results of a finished evaluation, written to results.json, results.md, plots and W&B."""
     return report(evaluation.cfg, evaluation.attack, evaluation.run, evaluation.provenance, totals, calibration,
-                  state, evaluation.class_names, evaluation.shard)
+                  state, evaluation.class_names, evaluation.shard, diagnostics)
 
 
 def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calibration, state: dict,
-           class_names: list[str], shard: Shard = Shard()) -> dict:
+           class_names: list[str], shard: Shard = Shard(), diagnostics: Diagnostics | None = None) -> dict:
     """Results from the totals (one process, a shard, or merged shards) into the run directory's reports."""
     keys = provenance["radii"]
     runs = [MINIMAL_NORM_KEY] if attack.minimal_norm else keys
@@ -241,6 +251,9 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
             "per_image"]["apsr"]) / images for key in keys}
     if calibration is not None:
         results["calibration"] = calibration.summary()
+    if not attack.minimal_norm:
+        results["diagnostics"] = diagnostics.summary(state["seconds"] - diagnostics.seconds) \
+            if diagnostics is not None else not_applicable()
     logger = RunLogger(cfg.logger, run.path, config=provenance, job_type="evaluate")
     try:
         results["report"] = write_reports(results, run.path, state["figure"], class_names, logger)
@@ -290,10 +303,10 @@ def _evaluate_shard(cfg, run: RunDirectory, shard: Shard, local_rank: int = 0, w
     log.info("model %s: %s; data %s/%s (%d images%s); attack %s", cfg.model.name,
              evaluation.provenance["model"]["label"], cfg.dataset.name, evaluation.provenance["dataset"]["split"],
              len(evaluation.dataset), "" if shard.whole else f", {shard.describe()}", evaluation.attack.description)
-    totals, calibration = run_batches(evaluation, state)
+    totals, calibration, diagnostics = run_batches(evaluation, state)
     if not write_reports_:
         return {"shard": shard.index}
-    return finish(evaluation, state, totals, calibration)
+    return finish(evaluation, state, totals, calibration, diagnostics)
 
 
 def _evaluate_distributed(cfg, run: RunDirectory, distributed: Distributed) -> dict:
@@ -332,7 +345,7 @@ def merge_into(cfg, directories: list[Path], run: RunDirectory) -> dict:
     state = {"seconds": merged["seconds"], "figure": merged["figure"]}
     attack = resolve_attack(cfg.attack)
     return report(cfg, attack, run, provenance, merged["totals"], merged["calibration"], state,
-                  dataset_class_names(cfg.dataset))
+                  dataset_class_names(cfg.dataset), diagnostics=merged["diagnostics"])
 
 
 def minimal_norm_summary(entry: dict, radii: list[float], seconds: float) -> dict:

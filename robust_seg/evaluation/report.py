@@ -155,6 +155,12 @@ def minimal_norm_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _diagnostics_section(results: dict) -> str:
+    from robust_seg.evaluation.diagnostics import diagnostics_markdown
+
+    return "\n" + diagnostics_markdown(results["diagnostics"]) if results.get("diagnostics") else ""
+
+
 def _calibration_section(results: dict) -> str:
     return "\n" + calibration_markdown(results) if "calibration" in results else ""
 
@@ -166,7 +172,7 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
         write_calibration_reports(results, run_dir, logger)
     if "minimal_norm" in results:
         return _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
-    markdown = results_markdown(results) + _calibration_section(results)
+    markdown = results_markdown(results) + _diagnostics_section(results) + _calibration_section(results)
     atomic_write_text(run_dir / "results.md", markdown)
     plot_robustness_curve(results, run_dir / "robustness_curve.png")
     if figure_data is not None:
@@ -177,6 +183,9 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
     logger.table("results", ["attack", "eps", "ACC", "mIoU"], rows)
     logger.summary({f"{WORST}/{metric}@{key}": results["radii"][key][WORST][metric]
                     for key in keys for metric in ("acc", "miou")})
+    if results.get("diagnostics"):
+        logger.summary({f"diagnostics/{name}": check["status"]
+                        for name, check in results["diagnostics"]["checks"].items()})
     logger.image("robustness_curve", run_dir / "robustness_curve.png")
     if figure_data is not None:
         logger.image("attacked_images", run_dir / "attacked_images.png")

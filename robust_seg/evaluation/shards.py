@@ -126,6 +126,12 @@ def merge_states(directories: list[Path]) -> dict:
         calibration = EvaluationCalibration.from_state(ordered[0]["calibration"])
         for state in ordered[1:]:
             calibration.merge(EvaluationCalibration.from_state(state["calibration"]))
+    diagnostics = None
+    if ordered[0].get("diagnostics") is not None:
+        from robust_seg.evaluation.diagnostics import Diagnostics
+
+        diagnostics = Diagnostics.merged([Diagnostics.from_state(s["diagnostics"]) for s in ordered
+                                          if s.get("diagnostics") is not None])
     return {"fingerprint": first["fingerprint"], "provenance": json.loads(first["provenance"]),
             "totals": totals, "calibration": calibration, "seconds": sum(s["seconds"] for s in ordered),
-            "figure": ordered[0]["figure"], "shards": count}
+            "figure": ordered[0]["figure"], "shards": count, "diagnostics": diagnostics}

@@ -1,0 +1,179 @@
+"""Square (black-box) and the attack-failure diagnostics, with active tests: a model with a planted shortcut (an
+adversarial example provably inside the ball) and a gradient-masked model."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from robust_seg.attacks import check_linf_box, sea
+from robust_seg.attacks.square import square, window_fraction
+from robust_seg.data import build_dataset
+from robust_seg.models.embedded import ROOT, load_embedded_model
+from tests.test_run_integrity import call
+
+EPS = 8 / 255
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_embedded_model()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    dataset = build_dataset(OmegaConf.load(ROOT / "configs" / "dataset" / "synthetic.yaml"), split="val", train=False)
+    items = [dataset[i] for i in range(4)]
+    return torch.stack([i["image"] for i in items]), torch.stack([i["label"] for i in items])
+
+
+class PixelLinear(nn.Module):
+    """Two classes per pixel from the red channel: z_0 = 40 (x_R - 0.5), z_1 = -z_0. With x_R = 0.5 + m (m > 0) every
+    pixel is class 0; the optimal Linf perturbation, -eps on the red channel, flips every pixel iff eps > m."""
+
+    num_classes = 2
+
+    def forward(self, images):
+        z = 40 * (images[:, :1] - 0.5)
+        return torch.cat([z, -z], 1)
+
+
+def test_square_schedule_halves_at_the_autoattack_points():
+    assert window_fraction(0, 10000) == 0.8 and window_fraction(11, 10000) == 0.4
+    assert window_fraction(9999, 10000) == pytest.approx(0.8 / 512)
+
+
+def test_square_reaches_the_known_optimum_of_a_toy_model_inside_the_ball():
+    images = torch.full((3, 3, 16, 16), 0.5)
+    images[:, 0] += 0.02  # margin 0.02 < eps: the optimum flips every pixel
+    labels = torch.zeros(3, 16, 16, dtype=torch.long)
+    labels[:, 0, 0] = 255
+    result = square(PixelLinear(), images, labels, eps=EPS, queries=2000, image_seeds=[1, 2, 3])
+    check_linf_box(result.adv_images, images, EPS)
+    assert result.accuracy.max().item() == 0.0
+    assert int(result.extras["forwards"].max()) < 2000  # stops once every pixel is flipped
+
+
+def test_square_on_the_shipped_model_is_weaker_than_sea_but_finds_pixels(model, batch):
+    images, labels = batch
+    result = square(model, images, labels, eps=EPS, queries=300, image_seeds=[0, 1, 2, 3])
+    check_linf_box(result.adv_images, images, EPS)
+    assert result.adv_images.min() >= 0 and result.adv_images.max() <= 1
+    white = sea(model, images, labels, eps=EPS, iterations=20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean = (model(images).argmax(1) == labels)[labels != 255].float().mean().item()
+    assert white.accuracy.mean() < result.accuracy.mean() < clean
+    alone = square(model, images[2:3], labels[2:3], eps=EPS, queries=300, image_seeds=[2])
+    assert torch.equal(alone.adv_images[0], result.adv_images[2])  # per-image randomness: batch-independent
+
+
+class Shortcut(nn.Module):
+    """The shipped model with a planted shortcut (an active test, Zimmermann et al. 2022): once the mean of the
+    perturbation over all components exceeds 0.6 eps, every pixel's logits are rolled by one class (all wrong).
+    The perturbation +eps everywhere reaches it, so an adversarial example provably exists at eps; at eps / 4 the
+    shortcut cannot be reached."""
+
+    def __init__(self, model, clean):
+        super().__init__()
+        self.model, self.clean, self.num_classes = model, clean, model.num_classes
+        self.weights = {"source": "embedded", "checkpoint": "shortcut", "sha256": None, "backbone": None}
+
+    def forward(self, images):
+        z = self.model(images)
+        h = (images - self.clean[: images.shape[0]]).mean((1, 2, 3), keepdim=True)
+        s = torch.sigmoid(8 / EPS * (h - 0.6 * EPS))
+        return z + s * (z.roll(1, dims=1) - z)
+
+
+def test_sea_finds_a_planted_shortcut_at_its_radius_and_not_below(model, batch):
+    images, labels = batch
+    wrapped = Shortcut(model, images)
+    with torch.no_grad():
+        known = (wrapped((images + EPS).clamp(0, 1)).argmax(1) == labels)[labels != 255].float().mean().item()
+    assert known < 0.05  # the planted adversarial example
+    at_radius = sea(wrapped, images, labels, eps=EPS, iterations=20, generator=torch.Generator().manual_seed(0))
+    below = sea(wrapped, images, labels, eps=EPS / 4, iterations=20, generator=torch.Generator().manual_seed(0))
+    assert at_radius.accuracy.mean() < 0.05
+    assert below.accuracy.mean() > 0.8
+
+
+class Quantised(nn.Module):
+    """Gradient masking: the input is quantised to 16 levels (round has zero gradient), so white-box gradients
+    vanish while the model still responds to perturbations."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.num_classes = model, model.num_classes
+        self.weights = {"source": "embedded", "checkpoint": "quantised", "sha256": None, "backbone": None}
+
+    def forward(self, images):
+        return self.model(torch.round(images * 15) / 15)
+
+
+ARGS = ["logger=none", "dataset.synthetic.num_val=8", "max_images=8", "batch_size=4", "attack.eps=[0,8/255]"]
+
+
+def _evaluate(tmp_path: Path, monkeypatch, wrap, *args: str) -> dict:
+    from robust_seg.evaluation import driver
+
+    original = driver.build_model
+    monkeypatch.setattr(driver, "build_model", lambda cfg, k: wrap(original(cfg, k)))
+    with contextlib.chdir(tmp_path):
+        code, out, err = call("evaluate", *ARGS, *args)
+    assert code == 0, err[-3000:]
+    run = Path(out.strip().splitlines()[-1].split("run directory: ")[-1])
+    return json.loads((run / "results.json").read_text()) | {"console": out}
+
+
+def test_diagnostics_flag_a_gradient_masked_model_and_square_beats_the_white_box_attack(tmp_path, monkeypatch):
+    results = _evaluate(tmp_path, monkeypatch, Quantised, "attack=sea_square", "attack.options.iterations=10",
+                        "attack.options.queries=200", "run_name=masked")
+    checks = results["diagnostics"]["checks"]
+    assert checks["unavailable_gradients"]["status"] == "flag" and checks["unavailable_gradients"]["value"] == 1.0
+    assert checks["black_box_beats_white_box"]["status"] == "flag"
+    assert checks["black_box_beats_white_box"]["square_improved"]["8/255"] > 0
+    radius = results["radii"]["8/255"]
+    assert radius["square"]["acc"] < radius["sea"]["acc"]  # Square beats the white-box attack on it
+    assert "Diagnostics: " in results["console"] and "unavailable_gradients" in results["console"]
+
+
+def test_the_plain_shipped_model_passes_every_check(tmp_path, monkeypatch):
+    results = _evaluate(tmp_path, monkeypatch, lambda m: m, "attack=sea", "attack.options.iterations=50",
+                        "attack.eps=[0,4/255,8/255]", "run_name=plain")
+    diagnostics = results["diagnostics"]
+    assert diagnostics["flagged"] == [], diagnostics["checks"]
+    assert all(check["status"] == "ok" for check in diagnostics["checks"].values())
+    assert 0 < diagnostics["cost_fraction"] < 0.15
+    assert "Diagnostics: all 5 applicable checks ok" in results["console"]
+
+
+def test_diagnostics_can_be_switched_off(tmp_path, monkeypatch):
+    results = _evaluate(tmp_path, monkeypatch, lambda m: m, "attack=apgd", "attack.options.iterations=2",
+                        "diagnostics=false", "run_name=off")
+    assert all(check["status"] == "n/a" for check in results["diagnostics"]["checks"].values())
+
+
+def test_square_resumes_after_a_kill_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    from robust_seg.evaluation import driver
+
+    args = ["attack=square", "attack.options.queries=30", "diagnostics=false"]
+    straight = _evaluate(tmp_path, monkeypatch, lambda m: m, *args, "run_name=straight")
+    original, calls = driver.check_finite_logits, {"n": 0}
+
+    def killed_at_second_batch(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(driver, "check_finite_logits", killed_at_second_batch)
+    with contextlib.chdir(tmp_path), pytest.raises(KeyboardInterrupt):
+        call("evaluate", *ARGS, *args, "run_name=killed")
+    monkeypatch.setattr(driver, "check_finite_logits", original)
+    resumed = _evaluate(tmp_path, monkeypatch, lambda m: m, *args, "run_name=killed", "resume=true")
+    assert resumed["radii"] == straight["radii"]
