@@ -29,6 +29,7 @@ import torch
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.invariants import check_linf_box
+from robust_seg.attacks.losses import predicted_classes
 from robust_seg.attacks.pgd import draw_image_seeds, mix_seed
 from robust_seg.attacks.result import AttackResult
 from robust_seg.attacks.sea import SEA_LOSSES, sea
@@ -37,6 +38,8 @@ from robust_seg.metrics.segmentation import pixel_accuracy
 P_INIT = 0.8
 HALVING_POINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 """Where (in ten-thousandths of the query budget) the window's area fraction halves (AutoAttack's schedule)."""
+DRAW_BLOCK = 64
+"""Queries whose random windows and signs are drawn together (the draws are per image and query either way)."""
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed 64-bit integer
 
 
@@ -66,14 +69,15 @@ class MaskedMargin:
         self.valid = labels != IGNORE_INDEX
         safe = torch.where(self.valid, labels, torch.zeros_like(labels)).unsqueeze(1)
         self.index = safe
-        self.label_mask = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=torch.bool,
-                                      device=labels.device).scatter_(1, safe, True)
+        # a huge offset on the label's logit: max_{j != y} z_j as one subtraction and one max (no masked copy)
+        self.label_offset = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=torch.float32,
+                                        device=labels.device).scatter_(1, safe, 1e30)
         self.count = self.valid.flatten(1).sum(1).clamp_min(1)
         self.targeted = targeted
 
     def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         label_logit = logits.gather(1, self.index).squeeze(1)
-        other = logits.masked_fill(self.label_mask, float("-inf")).amax(1)
+        other = (logits - self.label_offset.to(logits.dtype)).amax(1)
         margin = other.sub_(label_logit) if self.targeted else label_logit.sub_(other)
         hits = (margin > 0) & self.valid
         objective = margin.clamp_min_(0).mul_(self.valid).flatten(1).sum(1) / self.count
@@ -129,9 +133,7 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
         current, current_objective = start.clone(), objective
         best, best_logits, best_score, best_objective = start.clone(), logits.clone(), score(hits), objective
         forwards = torch.ones(batch, dtype=torch.long)
-        rows = torch.arange(height, device=device).view(1, 1, height, 1)
-        cols = torch.arange(width, device=device).view(1, 1, 1, width)
-        streams = torch.arange(2 + channels, device=device).view(1, -1) + 1
+        streams = torch.arange(2 + channels, device=device) + 1
         lower, upper = (images - eps).clamp(0, 1), (images + eps).clamp(0, 1)
         for query in range(1, queries):
             active = current_objective > 0  # images with a correct pixel left
@@ -139,13 +141,18 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
                 break
             side = round(math.sqrt(window_fraction(query, queries, p_init) * height * width))
             side = max(1, min(side, height - 1, width - 1))  # as AutoAttack: at most one less than the image
-            draws = hashed(seeds.view(batch, 1), query, streams)  # (B, 2 + C): row, column, channel signs
-            top = (draws[:, 0] % (height - side + 1)).view(batch, 1, 1, 1)
-            left = (draws[:, 1] % (width - side + 1)).view(batch, 1, 1, 1)
-            window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-            # the vertex x + eps * sign, clipped to [0, 1], is the box's upper or lower bound
-            vertex = torch.where((draws[:, 2:] & 1).bool().view(batch, channels, 1, 1), upper, lower)
-            candidate = torch.where(window, vertex, current)
+            if (query - 1) % DRAW_BLOCK == 0:  # the draws of the next DRAW_BLOCK queries in one hash evaluation
+                block = torch.arange(query, query + DRAW_BLOCK, device=device).view(1, -1, 1)
+                draws = hashed(seeds.view(batch, 1, 1), block, streams.view(1, 1, -1)).cpu()  # (B, Q, 2 + C)
+                positions, sign_bits = draws[:, :, :2].tolist(), (draws[:, :, 2:] & 1).bool().to(device)
+            offset = (query - 1) % DRAW_BLOCK
+            candidate = current.clone()
+            for i in range(batch):  # the window set to a vertex: x + eps * sign clipped to [0, 1] = upper or lower
+                top, left = positions[i][offset]
+                top, left = top % (height - side + 1), left % (width - side + 1)
+                rows, cols = slice(top, top + side), slice(left, left + side)
+                positive = sign_bits[i, offset].view(channels, 1, 1)
+                candidate[i, :, rows, cols] = torch.where(positive, upper[i, :, rows, cols], lower[i, :, rows, cols])
             logits = model(candidate)
             objective, hits = margin(logits)
             accept = active & (objective < current_objective)
@@ -160,7 +167,7 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
             _copy_rows(best_logits, logits, better)
             best_score = torch.where(better, candidate_score, best_score)
             best_objective = torch.where(better, objective, best_objective)
-        best_predictions = best_logits.argmax(1)
+        best_predictions = predicted_classes(best_logits)
     check_linf_box(best, images, eps)
     extras = {"objective": best_objective, "forwards": forwards, "backwards": torch.zeros(batch, dtype=torch.long)}
     if targeted:

@@ -22,6 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from robust_seg.attacks.losses import predicted_classes
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.pgd import mix_seed
 from robust_seg.metrics.segmentation import pixel_accuracy
@@ -102,7 +103,7 @@ class Diagnostics:
             if radius > 0:
                 probe = random_vertex(images, radius, [mix_seed(seed, radius_index, 4_001, i) for i in indices])
                 with torch.no_grad():
-                    accuracy = pixel_accuracy(model(probe).argmax(1), labels)
+                    accuracy = pixel_accuracy(predicted_classes(model(probe)), labels)
                 self.noise_acc[key] += (100 * accuracy.double().cpu()).tolist()
             else:
                 self.noise_acc[key] += (100 * result.accuracy.double().cpu()).tolist()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from robust_seg.attacks.losses import predicted_classes
 from robust_seg.attacks.registry import ResolvedAttack
 from robust_seg.data import build_loader
 from robust_seg.metrics.segmentation import confusion_matrix, mean_iou, pixel_accuracy
@@ -26,7 +27,7 @@ def validate(model, val_set, cfg, device, class_names: list[str]) -> dict:
     for index, batch in enumerate(loader):
         images, labels = batch["image"].to(device), batch["label"].to(device)
         with torch.no_grad():
-            predictions = model(images).argmax(1)
+            predictions = predicted_classes(model(images))
         confusion += confusion_matrix(predictions, labels, num_classes)
         accuracies.append(pixel_accuracy(predictions, labels).cpu())
         if budget > 0 and cfg.robust_eval.iterations > 0 and eps > 0:

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
+from robust_seg.attacks.losses import predicted_classes
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.minimal_norm.constraints import dlr_plus
 from robust_seg.attacks.minimal_norm.tracking import AttackProblem, BestIterate
@@ -61,7 +62,7 @@ def _sign_iterations(model, problem: AttackProblem, tracker: BestIterate, radius
         delta.requires_grad_(True)
         adv = images + delta
         logits = model(adv)
-        predictions = logits.detach().argmax(1)
+        predictions = predicted_classes(logits)
         tracker.update(adv, predictions, problem.apsr(predictions), delta.detach().flatten(1).abs().amax(1))
         (gradient,) = torch.autograd.grad(_ascent_loss(logits, problem, loss), delta)
         tracker.count()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from robust_seg.attacks.losses import predicted_classes
 from robust_seg.attacks.minimal_norm.constraints import logit_difference
 from robust_seg.attacks.minimal_norm.tracking import AttackProblem, BestIterate
 from robust_seg.attacks.result import AttackResult
@@ -49,7 +50,7 @@ def dag(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, t
             step_delta = delta[index].requires_grad_(True)
         adv = (clean + step_delta).clamp(0, 1)  # line 4
         logits = model(adv)
-        predictions = logits.detach().argmax(1)
+        predictions = predicted_classes(logits)
         if index is None:
             rate = problem.apsr(predictions)  # line 9
         else:

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from robust_seg.attacks.losses import predicted_classes
 from robust_seg.attacks.minimal_norm.constraints import logit_difference
 from robust_seg.attacks.minimal_norm.tracking import AttackProblem, BestIterate
 from robust_seg.attacks.result import AttackResult
@@ -47,7 +48,7 @@ def fmn_linf(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
         delta.requires_grad_(True)
         adv = images + delta
         logits = model(adv)
-        predictions = logits.detach().argmax(1)
+        predictions = predicted_classes(logits)
         norm = delta.detach().flatten(1).abs().amax(1)
         is_adv = tracker.update(adv, predictions, problem.apsr(predictions), norm)
         differences = logit_difference(logits, problem.constraint_labels, targeted)

@@ -23,6 +23,7 @@ import math
 import torch
 from torch.nn import functional as F
 
+from robust_seg.attacks.losses import predicted_classes
 from robust_seg.attacks.minimal_norm.alma_prox import dropped_fraction
 from robust_seg.attacks.minimal_norm.constraints import decayed_constraint_mask, logit_difference
 from robust_seg.attacks.minimal_norm.prox import prox_linf_box
@@ -62,7 +63,7 @@ def pdpgd_linf(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
         delta.requires_grad_(True)
         adv = images + delta
         logits = model(adv)
-        predictions = logits.detach().argmax(1)
+        predictions = predicted_classes(logits)
         tracker.update(adv, predictions, problem.apsr(predictions), delta.detach().flatten(1).abs().amax(1))
         differences = logit_difference(logits, problem.constraint_labels, targeted)
         kept = decayed_constraint_mask(differences.detach(), valid, problem.valid_counts,
