@@ -9,3 +9,18 @@ IGNORE_INDEX = 255
 """Label of unlabelled pixels: never counted in any loss or metric."""
 
 __version__ = "0.1.0"
+
+__all__ = ["IGNORE_INDEX", "attacks", "evaluate", "load_model", "__version__"]
+
+
+def __getattr__(name: str):
+    """``rs.load_model``, ``rs.evaluate`` (robust_seg.api) and ``rs.attacks``, imported on first use."""
+    if name in ("load_model", "evaluate", "compose"):
+        from robust_seg import api
+
+        return getattr(api, name)
+    if name == "attacks":
+        import importlib
+
+        return importlib.import_module("robust_seg.attacks")
+    raise AttributeError(f"module 'robust_seg' has no attribute {name!r}")

@@ -79,6 +79,11 @@ def check_dataset(cfg) -> None:
 def check_model(cfg, *, evaluation: bool) -> None:
     from robust_seg.models.checkpoints import CHECKPOINT_FORMATS
 
+    for key, group in (("target", "custom"), ("config", "mmseg_config")):
+        if cfg.name == group and not getattr(cfg, key, None):
+            example = "my_package.my_factory" if key == "target" else "path/to/config.py"
+            raise ConfigError(f"model={group} needs model.{key}=... (e.g. model.{key}={example})")
+
     choice("model.checkpoint_format", cfg.checkpoint_format, CHECKPOINT_FORMATS)
     choice("model.inference.mode", cfg.inference.mode, ("whole", "slide"))
     if cfg.inference.mode == "slide":
@@ -87,7 +92,7 @@ def check_model(cfg, *, evaluation: bool) -> None:
     if cfg.checkpoint_sha256 is not None and (len(str(cfg.checkpoint_sha256)) != 64 or
                                               any(c not in "0123456789abcdefABCDEF" for c in str(cfg.checkpoint_sha256))):
         raise ConfigError(f"model.checkpoint_sha256={cfg.checkpoint_sha256!r}: must be 64 hexadecimal digits")
-    if evaluation and not cfg.checkpoint and not cfg.random_weights:
+    if evaluation and not cfg.checkpoint and not cfg.random_weights and not cfg.target:  # a factory brings its own
         raise ConfigError(f"model {cfg.name} has no trained weights: give model.checkpoint=<path or URL> "
                           "(model=embedded is the shipped model), or model.random_weights=true to evaluate "
                           "random weights on purpose")
@@ -130,7 +135,6 @@ def check_evaluate_config(cfg):
     radii = parse_radii(cfg.attack.eps)
     attack = resolve_attack(cfg.attack)
     check_attack_options(attack)
-    attack.check_radii(radii)
     from robust_seg.evaluation.calibration import parse_temperature
 
     parse_temperature(cfg.calibration_temperature)

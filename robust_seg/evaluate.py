@@ -1,11 +1,16 @@
 """``python -m robust_seg.evaluate``: robustness evaluation (see configs/evaluate.yaml)."""
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+if __name__ == "__main__":  # the short help before any heavy import
+    from robust_seg.cli_help import print_help_if_asked
 
-from robust_seg.cli import run_job, run_main
-from robust_seg.config import CONFIGS, register_configs
+    print_help_if_asked("evaluate")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from robust_seg.cli import run_job, run_main  # noqa: E402
+from robust_seg.config import CONFIGS, register_configs  # noqa: E402
 
 register_configs()
 
@@ -31,6 +36,9 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    from robust_seg.cli_help import print_help_if_asked
+
+    print_help_if_asked("evaluate")
     run_main(hydra_main)
 
 

@@ -121,6 +121,10 @@ def weights_label(weights: Mapping) -> str:
     """One phrase naming the weights: ``random (untrained)``, ``embedded <file>`` or the checkpoint location."""
     if weights.get("source") == "random":
         return "RANDOM WEIGHTS (untrained model)"
+    if weights.get("source") == "factory":
+        return "as built by its factory (model.target)"
+    if weights.get("source") == "module":
+        return "a module given through the Python API"
     if weights.get("source") == "backbone":
         backbone = weights.get("backbone") or {}
         return f"backbone {backbone.get('location')} + RANDOM decoder"

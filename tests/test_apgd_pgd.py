@@ -73,8 +73,12 @@ def test_paper_step_sizes():
     assert paper_step_size(4 / 255) == 4e-3  # App. B.1 (the reference table's 3e-3 loses)
     assert paper_step_size(0.25 / 255) == 8e-4
     assert paper_step_size(16 / 255, iterations=100) == 1e-2
-    with pytest.raises(ValueError):
-        paper_step_size(3 / 255)
+    # the rule elsewhere: the 300-iteration table interpolated in the radius, scaled by 300 / iterations, <= eps
+    assert paper_step_size(3 / 255) == pytest.approx(2e-3 + (4e-3 - 2e-3) / 2)
+    assert paper_step_size(10 / 255) == pytest.approx(5.5e-3)
+    assert paper_step_size(8 / 255, iterations=600) == pytest.approx(2.5e-3)
+    assert paper_step_size(8 / 255, iterations=6) == pytest.approx(8 / 255)  # 0.25 capped at eps
+    assert paper_step_size(32 / 255, iterations=300) == 6e-3
 
 
 @pytest.mark.parametrize("schedule", ["const", "red"])

@@ -29,8 +29,11 @@ def test_every_attack_composes_and_resolves(attack):
     from robust_seg.attacks.registry import resolve_attack
     from robust_seg.radii import parse_radii
 
+    from robust_seg.config_checks import check_evaluate_config
+
     cfg = compose_config("evaluate", [f"attack={attack}"])
-    resolve_attack(cfg.attack).check_radii(parse_radii(cfg.attack.eps))
+    resolve_attack(cfg.attack)
+    assert check_evaluate_config(cfg)[0] == parse_radii(cfg.attack.eps)
 
 
 @pytest.mark.parametrize("scheme", GROUPS["scheme"])

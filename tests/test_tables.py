@@ -345,7 +345,7 @@ def _check_embedded_table(name: str, sweep_dir: Path) -> None:
         for (scenario, _), cells in zip(table.row_labels, table.cells):
             assert all(cell.value is not None and 0 <= cell.value <= 255 for cell in cells), (scenario, cells)
         for run in runs:
-            described = run.results["attack"]
+            described = run.results["attack_config"]
             if run.coordinates.scenario == "untargeted":
                 assert "target=" not in described, described
             elif run.coordinates.row.startswith("cityscapes"):

@@ -37,14 +37,24 @@ PAPER_STEP_SIZES_100_ITERATIONS = {4.0: 5e-3, 8.0: 1e-2, 12.0: 1e-2, 16.0: 1e-2}
 
 
 def paper_step_size(eps: float, iterations: int = 300) -> float:
-    """The paper's PGD step size for radius ``eps`` (in [0, 1] units) and budget 100 or 300 iterations."""
-    table = {300: PAPER_STEP_SIZES_300_ITERATIONS, 100: PAPER_STEP_SIZES_100_ITERATIONS}.get(iterations)
-    if table is None:
-        raise ValueError(f"the paper gives PGD step sizes for 100 or 300 iterations, not {iterations}")
+    """The PGD step size for radius ``eps`` (in [0, 1] units) and a budget of ``iterations``.
+
+    The paper's tables where they apply (300 iterations: App. B.1; 100 iterations: App. C.1). For any other
+    radius or budget, the rule (the project's, documented in the README): the 300-iteration table's step size,
+    interpolated linearly in the radius between the table's radii (constant beyond its ends), times
+    300 / iterations (the same total path length), at most eps (one step may cross the whole ball).
+    """
+    table = {300: PAPER_STEP_SIZES_300_ITERATIONS, 100: PAPER_STEP_SIZES_100_ITERATIONS}.get(iterations, {})
     for radius, step in table.items():
         if math.isclose(eps * 255, radius, rel_tol=1e-6):
             return step
-    raise ValueError(f"no paper step size for eps={eps * 255:g}/255 at {iterations} iterations; radii: {sorted(table)}")
+    radii = sorted(PAPER_STEP_SIZES_300_ITERATIONS)
+    scaled = min(max(eps * 255, radii[0]), radii[-1])
+    upper = next(r for r in radii if r >= scaled)
+    lower = max(r for r in radii if r <= scaled)
+    low_step, high_step = PAPER_STEP_SIZES_300_ITERATIONS[lower], PAPER_STEP_SIZES_300_ITERATIONS[upper]
+    step = low_step if upper == lower else low_step + (high_step - low_step) * (scaled - lower) / (upper - lower)
+    return min(step * 300 / iterations, eps)
 
 
 def linf_box_bounds(images: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:

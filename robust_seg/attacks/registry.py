@@ -31,6 +31,14 @@ ATTACKS: dict[str, str] = {
     "mifgsm_bs": "robust_seg.attacks.minimal_norm:mifgsm_binary_search",
     "pgd_bs": "robust_seg.attacks.minimal_norm:pgd_binary_search",
 }
+ATTACK_LABELS = {"none": "clean", "sea": "SEA", "sea_square": "SEA + Square", "apgd": "APGD", "pgd": "PGD",
+                 "square": "Square", "alma_prox": "ALMA prox", "dag": "DAG", "fmn": "FMN", "pdpgd": "PDPGD",
+                 "ifgsm_bs": "I-FGSM (binary search)", "mifgsm_bs": "MI-FGSM (binary search)",
+                 "pgd_bs": "PGD (binary search)"}
+"""Readable attack names for reports, plots and tables (the exact options stay in ``description``)."""
+COMPONENT_LABELS = {"ce": "CE", "bal_ce": "Bal-CE", "cossim_ce": "CosSim-CE", "js": "JS", "mask_ce": "Mask-CE",
+                    "mask_sph": "Mask-Sph", "sea": "SEA", "square": "Square"}
+"""Readable names of losses and of an ensemble's components."""
 MINIMAL_NORM: set[str] = {"alma_prox", "dag", "fmn", "pdpgd", "ifgsm_bs", "mifgsm_bs", "pgd_bs"}
 """Attacks that minimise the perturbation norm (thesis Ch. 5) instead of working at a fixed radius."""
 
@@ -72,22 +80,30 @@ class ResolvedAttack:
         return self.name in MINIMAL_NORM
 
     @property
+    def label(self) -> str:
+        """A readable name, e.g. ``SEA (4 losses x 50 it.)``, ``APGD (Mask-CE, red-eps, 300 it.)``."""
+        options, parts = self.options, []
+        if "losses" in options:
+            parts.append(f"{len(options['losses'])} losses x {options.get('iterations', 300)} it.")
+        else:
+            if "loss" in options:
+                parts.append(COMPONENT_LABELS.get(options["loss"], options["loss"]))
+            if "schedule" in options:
+                parts.append(f"{options['schedule']}-eps")
+            if "iterations" in options:
+                parts.append(f"{options['iterations']} it.")
+        if "queries" in options:
+            parts.append(f"{options['queries']} queries")
+        if self.target is not None:
+            parts.append(f"targeted: {self.target.description}")
+        name = ATTACK_LABELS.get(self.name, self.name)
+        return f"{name} ({', '.join(parts)})" if parts else name
+
+    @property
     def description(self) -> str:
         shown = ", ".join([f"{k}={v}" for k, v in sorted(self.options.items())]
                           + ([f"target={self.target.description}"] if self.target is not None else []))
         return f"{self.name}({shown})" if shown else self.name
-
-    def check_radii(self, radii: list[float]) -> None:
-        """Fail early (one line) when an option cannot serve one of the radii."""
-        if self.options.get("step_size") == "paper":
-            from robust_seg.attacks.pgd import paper_step_size
-
-            for radius in radii:
-                try:
-                    if radius > 0:
-                        paper_step_size(radius, self.options.get("iterations", 300))
-                except ValueError as error:
-                    raise ConfigError(f"attack.options.step_size=paper: {error}; give a number") from None
 
     def run(self, model, images: torch.Tensor, labels: torch.Tensor, *, eps: float | None,
             seed: tuple[int, ...] = (0,), image_indices: list[int] | None = None) -> AttackResult:

@@ -38,6 +38,7 @@ from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.metrics.apsr import DEFAULT_NU as NU
 from robust_seg.metrics.apsr import complexity_summary, default_eps_grid, norm_summary, not_fooled_curve
 from robust_seg.models import build_model
+from robust_seg.models.external import check_model_output
 from robust_seg.provenance import check_resume, command_overrides, fingerprint, plain_config, software, weights_label
 from robust_seg.radii import format_radius
 from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
@@ -92,7 +93,7 @@ def _load_state(run_dir: Path, resume: bool, new_fingerprint: dict) -> dict | No
     return state
 
 
-def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0) -> Evaluation:
+def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0, model=None) -> Evaluation:
     """Check every input, then build data, model and attack; nothing is written to the run directory."""
     radii, attack = check_evaluate_config(cfg)
     if cfg.runtime.threads:
@@ -105,8 +106,16 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0)
     dataset = whole if shard.whole else torch.utils.data.Subset(whole, shard.indices(total_images, cfg.batch_size))
     loader = build_loader(dataset, batch_size=cfg.batch_size, train=False, seed=cfg.seed,
                           num_workers=cfg.runtime.num_workers)
-    model = build_model(cfg.model, cfg.dataset.num_classes).to(device).eval()
+    name = cfg.model.name
+    if model is None:
+        model = build_model(cfg.model, cfg.dataset.num_classes)
+    else:  # a module given through the Python API (robust_seg.api.evaluate)
+        name = f"python:{type(model).__name__}"
+        if not hasattr(model, "weights"):
+            model.weights = {"source": "module", "checkpoint": None, "sha256": None, "backbone": None}
+    model = model.to(device).eval()
     model.requires_grad_(False)
+    check_model_output(model, cfg.dataset.num_classes, device, what=f"model {name}")
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     keys = [format_radius(r) for r in radii]
@@ -114,10 +123,13 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0)
     runs = [(None, MINIMAL_NORM_KEY)] if attack.minimal_norm else list(zip(radii, keys))
     config = plain_config(cfg)
     provenance = {
-        "model": {"name": cfg.model.name, **model.weights, "label": weights_label(model.weights)},
+        "model": {"name": name, **model.weights, "label": weights_label(model.weights),
+                  **({"target": cfg.model.target} if cfg.model.target else {}),
+                  **({"config": cfg.model.config} if cfg.model.config else {})},
         "dataset": {"name": cfg.dataset.name, "root": cfg.dataset.root, "split": split, "images": total_images,
                     "num_classes": cfg.dataset.num_classes},
-        "attack": {"name": attack.name, "description": attack.description, "config": config["attack"]},
+        "attack": {"name": attack.name, "label": attack.label, "description": attack.description,
+                   "config": config["attack"]},
         "radii": keys,
         "seeds": {"seed": cfg.seed, "attack": cfg.attack.seed, "dataset": cfg.dataset.seed},
         "batch_size": cfg.batch_size,
@@ -160,7 +172,7 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
             Diagnostics([key for _, key in runs])
     if state["next_batch"]:
         log.info("resuming after batch %d of %d", state["next_batch"], len(evaluation.loader))
-    progress = tqdm(evaluation.loader, desc=f"{attack.description}", unit="batch", dynamic_ncols=True)
+    progress = tqdm(evaluation.loader, desc=attack.label, unit="batch", dynamic_ncols=True)
     for batch_index, batch in enumerate(progress):
         if batch_index < state["next_batch"]:
             continue
@@ -231,7 +243,8 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
     runs = [MINIMAL_NORM_KEY] if attack.minimal_norm else keys
     images = len(totals[runs[-1]]["worst_case"].accuracy)
     results = {
-        "attack": attack.description, "attack_note": cfg.attack.note, "model": cfg.model.name,
+        "attack": attack.label, "attack_config": attack.description, "attack_note": cfg.attack.note,
+        "model": provenance["model"]["name"],
         "weights": provenance["model"]["label"],
         "random_weights": provenance["model"]["source"] in ("random", "backbone"),
         "dataset": cfg.dataset.name, "split": cfg.split, "images": images, "seconds": state["seconds"],
@@ -270,7 +283,7 @@ def _start_state(evaluation: Evaluation) -> dict:
                 "dataset"]["images"], "next_batch": 0, "seconds": 0.0, "figure": None, "totals": {}, "finished": False}
 
 
-def evaluate(cfg, run_dir: str | Path | RunDirectory) -> dict:
+def evaluate(cfg, run_dir: str | Path | RunDirectory, model=None) -> dict:
     """Evaluate ``cfg.model`` on ``cfg.dataset`` under ``cfg.attack`` at every radius; return the results dict.
 
     Under torchrun (several processes) rank r evaluates shard r of the images into ``<run dir>/shards/<r>`` and
@@ -281,7 +294,7 @@ def evaluate(cfg, run_dir: str | Path | RunDirectory) -> dict:
     try:
         if distributed.enabled:
             return _evaluate_distributed(cfg, run, distributed)
-        return _evaluate_shard(cfg, run, Shard(cfg.shard, cfg.num_shards))
+        return _evaluate_shard(cfg, run, Shard(cfg.shard, cfg.num_shards), model=model)
     finally:
         if not isinstance(run_dir, RunDirectory):
             run.detach_log()
@@ -293,8 +306,9 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _evaluate_shard(cfg, run: RunDirectory, shard: Shard, local_rank: int = 0, write_reports_: bool = True) -> dict:
-    evaluation = prepare(cfg, run, shard, local_rank)
+def _evaluate_shard(cfg, run: RunDirectory, shard: Shard, local_rank: int = 0, write_reports_: bool = True,
+                    model=None) -> dict:
+    evaluation = prepare(cfg, run, shard, local_rank, model)
     state = _load_state(run.path, cfg.resume, evaluation.fingerprint) or _start_state(evaluation)
     run.accept(cfg)
     if evaluation.model.weights["source"] in ("random", "backbone"):

@@ -1,9 +1,11 @@
 """Files and W&B entries of an evaluation: results.json, results.md, plots (SEA paper table layouts)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,7 +21,10 @@ WORST = "worst_case"
 
 
 def component_label(name: str, attack: str) -> str:
-    return f"{attack} (worst case)" if name == WORST else name
+    """``attack (worst case)`` for the worst case, the readable name of a loss or component otherwise."""
+    from robust_seg.attacks.registry import COMPONENT_LABELS
+
+    return f"{attack} (worst case)" if name == WORST else COMPONENT_LABELS.get(name, name)
 
 
 RANDOM_WEIGHTS_BANNER = ("> **RANDOM WEIGHTS**: this model was evaluated without trained weights "
@@ -68,6 +73,10 @@ def results_markdown(results: dict) -> str:
     for cls in classes:
         values = [results["radii"][k][WORST]["per_class_iou"][cls] for k in keys]
         lines.append(f"| {cls} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in values) + " |")
+    if results.get("not_fooled_percentage"):
+        shown = ", ".join(f"{k}: {v:.1f}%" for k, v in results["not_fooled_percentage"].items() if k != "0")
+        if shown:
+            lines += ["", f"Images not fooled (APSR < 99% of their labelled pixels misclassified): {shown}"]
     unlabelled = results["radii"][keys[0]][WORST].get("unlabelled_images", 0)
     if unlabelled:
         lines += ["", f"{unlabelled} image(s) without any labelled pixel are left out of ACC."]
@@ -85,7 +94,7 @@ def plot_robustness_curve(results: dict, path: Path) -> None:
     axis.set_xlabel("radius  $\\epsilon_\\infty$ (x 1/255)")
     axis.set_ylabel("%")
     axis.set_ylim(0, 100)
-    axis.set_title(f"{results['attack']}: {results['model']}", fontsize=9)
+    axis.set_title(textwrap.fill(f"{results['attack']}: {results['model']}", 60), fontsize=8)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -129,7 +138,11 @@ def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) 
             scaled = (delta / (2 * radius) + 0.5) if radius > 0 else torch.full_like(delta, 0.5)
             axes[3 * i + 2, j].imshow(scaled.clamp(0, 1).permute(1, 2, 0).numpy())
             axes[3 * i + 2, j].set_title("perturbation", fontsize=7)
-    figure.tight_layout()
+    palette = _colour(torch.arange(len(class_names)).view(1, -1), len(class_names))[0] / 255.0
+    handles = [matplotlib.patches.Patch(color=palette[k], label=name) for k, name in enumerate(class_names)]
+    handles.append(matplotlib.patches.Patch(facecolor="white", edgecolor="grey", label="ignored (255)"))
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=7, frameon=False)
+    figure.tight_layout(rect=(0, 0.03 * (1 + len(handles) // 4) / max(count, 1), 1, 1))
     figure.savefig(path, dpi=100)
     plt.close(figure)
 

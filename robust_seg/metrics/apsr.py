@@ -157,7 +157,7 @@ def save_failure_curves_png(curves: Mapping[str, dict], path: str, title: str = 
     ticks = [0, 0.5 / 255, 1 / 255, 1.5 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 64 / 255, 1.0]
     axis.set_xticks(ticks, [f"{255 * t:g}" for t in ticks])
     axis.set_xlim(0, 1)
-    axis.set_ylim(0, 100)
+    axis.set_ylim(-2, 102)  # a curve along 0% or 100% stays visible
     axis.set_xlabel("||delta||_inf x 255")
     axis.set_ylabel("unsuccessful attacks (%)")
     if title:

@@ -97,11 +97,21 @@ def build_model(cfg, num_classes: int) -> SegmentationModel:
     ``checkpoint`` or ``embedded`` for the weights shipped in ``robust_seg/assets``), the checkpoint's location
     and the sha256 of its bytes, and the backbone checkpoint's.
     """
-    segmentor = build_segmentor(cfg.mmseg, num_classes)
+    if getattr(cfg, "target", None):
+        from robust_seg.models.external import build_custom_model
+
+        return build_custom_model(cfg, num_classes)
+    mmseg_cfg, mean, std = cfg.mmseg, list(cfg.mean), list(cfg.std)
+    if getattr(cfg, "config", None):
+        from robust_seg.models.external import mmseg_config_model
+
+        mmseg_cfg, file_mean, file_std = mmseg_config_model(cfg)
+        mean, std = file_mean or mean, file_std or std
+    segmentor = build_segmentor(mmseg_cfg, num_classes)
     window = (cfg.inference.crop_size, cfg.inference.stride) if cfg.inference.mode == "slide" else None
     if cfg.inference.mode not in ("whole", "slide"):
         raise ValueError(f"model.inference.mode must be 'whole' or 'slide', got '{cfg.inference.mode}'")
-    model = SegmentationModel(segmentor, num_classes, mean=list(cfg.mean), std=list(cfg.std), sliding_window=window)
+    model = SegmentationModel(segmentor, num_classes, mean=mean, std=std, sliding_window=window)
     weights = {"source": "random", "checkpoint": None, "sha256": None, "backbone": None}
     if cfg.backbone_init != "none":
         sources = dict(cfg.backbone_checkpoints or {})

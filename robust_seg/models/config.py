@@ -31,6 +31,8 @@ class ModelConfig:
         download and on every load (``robust_seg.models.download``).
     random_weights: evaluation refuses a model without ``checkpoint`` unless this is true (evaluating random
         weights on purpose, e.g. to test a pipeline); such a run says so in every report.
+    target: ``model=custom``: a callable returning an ``nn.Module`` (robust_seg/models/external.py).
+    config: ``model=mmseg_config``: an MMSegmentation config file whose ``model`` is built.
     """
 
     name: str = "???"
@@ -44,5 +46,7 @@ class ModelConfig:
     checkpoint_format: str = "auto"
     checkpoint_sha256: Optional[str] = None
     random_weights: bool = False
+    target: Optional[str] = None
+    config: Optional[str] = None
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     sync_bn: bool = False

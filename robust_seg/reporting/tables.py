@@ -127,7 +127,7 @@ def _failure_hint(path: Path) -> str:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
         errors = [line for line in lines if "Error" in line or "error:" in line or "Traceback" in line]
         if errors:
-            return f"failed: {errors[-1][-160:]}"
+            return f"failed: {errors[-1].split('] - ', 1)[-1]}"  # the whole line, without the log prefix
     batches = path / "batches.jsonl"
     done = sum(1 for line in batches.read_text().splitlines() if line.endswith("}")) if batches.exists() else 0
     if not done:
@@ -272,6 +272,9 @@ def build_table(spec: TableSpec, runs: Sequence[Run]) -> BuiltTable:
             paper = row.published[index] if row.published else None
             row_cells.append(_fill(cell, by_coordinates, paper, row.missing_reason))
         cells.append(row_cells)
+    if any("+scale=embedded" in (run.results or {}).get("provenance", {}).get("overrides", []) for run in mine):
+        notes.insert(0, "EMBEDDED SCALE (+scale=embedded): the shipped small model on 2 synthetic images with a few "
+                        "iterations; these numbers check the pipeline, not the paper")
     random = sorted(run.path.name for run in mine if (run.results or {}).get("random_weights"))
     if random:
         notes.insert(0, f"RANDOM WEIGHTS: {len(random)} run(s) evaluated a model without trained weights "

@@ -1,0 +1,68 @@
+"""The Python API: models, attacks and evaluations without the command line (docs/python_api.md).
+
+    import robust_seg as rs
+    model = rs.load_model("embedded")                         # any config of configs/model, or a checkpoint
+    result = rs.attacks.sea(model, images, labels, eps=8 / 255, iterations=50)
+    results = rs.evaluate(model, dataset="synthetic", attack="sea", eps=["4/255", "8/255"], max_images=8)
+
+``evaluate`` runs the same driver as ``python -m robust_seg.evaluate`` and returns the same results dictionary
+(also written to ``results.json`` in its run directory).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+
+def compose(entry: str = "evaluate", overrides: Sequence[str] = ()):
+    """The composed config of ``python -m robust_seg.<entry> overrides`` (checked by the same schemas)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from robust_seg.config import CONFIGS, register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return hydra_compose(config_name=entry, overrides=list(overrides))
+
+
+def load_model(name: str = "embedded", *, checkpoint: str | None = None, dataset: str = "synthetic",
+               device: str | torch.device = "cpu", overrides: Iterable[str] = ()) -> torch.nn.Module:
+    """A model of ``configs/model/<name>.yaml`` for ``dataset``'s classes, with ``checkpoint`` (path or URL,
+    hash-checked cache) if given, in eval mode without parameter gradients: images in [0, 1] -> logits."""
+    from robust_seg.config_checks import check_model
+    from robust_seg.models import build_model
+
+    cfg = compose("evaluate", [f"model={name}", f"dataset={dataset}", *(
+        [f"model.checkpoint={checkpoint}"] if checkpoint else []), *overrides])
+    check_model(cfg.model, evaluation=True)
+    model = build_model(cfg.model, cfg.dataset.num_classes).to(device).eval()
+    return model.requires_grad_(False)
+
+
+def _radii(eps: Any) -> str:
+    values = eps if isinstance(eps, (list, tuple)) else [eps]
+    return "[" + ",".join(str(v) if isinstance(v, str) else repr(float(v)) for v in values) + "]"
+
+
+def evaluate(model: torch.nn.Module | None = None, *, dataset: str = "synthetic", attack: str = "sea",
+             eps: Any = ("0", "4/255", "8/255", "12/255"), run_dir: str | Path | None = None,
+             overrides: Iterable[str] = (), **options: Any) -> dict:
+    """Evaluate ``model`` (a module mapping images in [0, 1] to logits; None: the config's model, by default the
+    shipped one) on ``dataset`` under ``attack`` at the radii ``eps``; ``options`` go to ``attack.options``
+    (e.g. ``iterations=50``), ``overrides`` are any other config overrides (e.g. ``"max_images=8"``). Returns the
+    results dictionary of the command line (``results.json``); W&B is off unless an override turns it on."""
+    from robust_seg.evaluation import evaluate as run_evaluation
+
+    settings = [f"dataset={dataset}", f"attack={attack}", f"attack.eps={_radii(eps)}", "logger=none",
+                *(f"++attack.options.{key}={value!r}" if isinstance(value, str) else
+                  f"++attack.options.{key}={value}" for key, value in options.items()), *overrides]
+    cfg = compose("evaluate", settings)
+    if run_dir is None:
+        run_dir = Path("outputs") / "api" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    return run_evaluation(cfg, run_dir, model=model)

@@ -1,0 +1,77 @@
+"""A short, fast ``--help`` for the entry points: groups, main options, examples; no torch or mmseg import.
+
+``--hydra-help`` still shows Hydra's own help; ``--cfg job`` prints the composed config.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+OPTIONS = {
+    "evaluate": [
+        ("attack.eps=[0,4/255,8/255]", "radii as the papers write them (0 = clean)"),
+        ("attack.options.iterations=N", "iterations per run (SEA: per loss); attack.options.queries=N for Square"),
+        ("model.checkpoint=PATH|URL", "the weights to evaluate (model=embedded: the shipped model, the default)"),
+        ("dataset.root=DIR", "where a real dataset lies (pascal_voc, ade20k, cityscapes)"),
+        ("max_images=N batch_size=N", "how many validation images, and how many at once"),
+        ("calibration=true", "ECE / AECE / CWCE / NLL at every radius"),
+        ("diagnostics=false", "switch off the attack-failure checks"),
+        ("run_name=NAME resume=true", "name a run; continue a killed one"),
+        ("shard=K num_shards=N", "evaluate one shard (merge: python -m robust_seg.merge DIRS)"),
+        ("logger=none | logger.mode=online", "files only | W&B online (WANDB_API_KEY in the environment)"),
+        ("runtime.device=cpu|cuda runtime.threads=N", "where to run"),
+    ],
+    "train": [
+        ("scheme=clean|at|ce|ls|fl|ecp|mbls|cals_hr|cals_alm", "how inputs are made and which loss trains"),
+        ("scheme.adversarial.steps=N", "PGD steps of adversarial training (scheme=at)"),
+        ("model.backbone_init=robust model.backbone_checkpoints.robust=PATH", "PIR-AT: a robust backbone"),
+        ("schedule.epochs=N optimizer.lr=X batch_size=N", "the budget"),
+        ("export_path=PATH", "where the final weights go"),
+        ("run_name=NAME resume=true", "name a run; continue a killed one"),
+        ("logger=none", "files only (no W&B)"),
+    ],
+}
+EXAMPLES = {
+    "evaluate": [
+        "python -m robust_seg.evaluate experiment=embedded_default            # the main job",
+        "python -m robust_seg.evaluate attack=apgd attack.options.loss=js 'attack.eps=[8/255]'",
+        "python -m robust_seg.evaluate model=upernet_convnext_t dataset=pascal_voc dataset.root=DIR \\\n"
+        "    model.checkpoint=CKPT attack=sea",
+        "python -m robust_seg.evaluate -m attack=sea,segpgd model=embedded,embedded_clean",
+    ],
+    "train": [
+        "python -m robust_seg.train scheme=at schedule.epochs=2",
+        "python -m robust_seg.train experiment=train_voc_upernet_convnext_t_pirat_5step_50ep dataset.root=DIR",
+    ],
+}
+
+
+def groups() -> dict[str, list[str]]:
+    found = {}
+    for directory in sorted(p for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra"):
+        names = sorted(p.stem for p in directory.glob("*.yaml"))
+        if names:
+            found[directory.name] = names
+    return found
+
+
+def short_help(entry: str) -> str:
+    lines = [f"python -m robust_seg.{entry} [OVERRIDE ...]   (Hydra overrides; -m runs a grid)", "",
+             "Config groups (GROUP=NAME):"]
+    for group, names in groups().items():
+        shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:20]) + f", ... ({len(names)} in all)"
+        lines.append(f"  {group:11s} {shown}")
+    lines += ["", "Main options:"]
+    lines += [f"  {option:48s} {meaning}" for option, meaning in OPTIONS[entry]]
+    lines += ["", "Examples:"] + [f"  {example}" for example in EXAMPLES[entry]]
+    lines += ["", "More: README.md; --cfg job prints the composed config; --hydra-help shows Hydra's help."]
+    return "\n".join(lines)
+
+
+def print_help_if_asked(entry: str) -> None:
+    """Print the short help and exit when the command line asks for it (before any heavy import)."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print(short_help(entry))
+        sys.exit(0)
