@@ -102,12 +102,15 @@ def check_attack_options(attack) -> None:
     """Ranges of a resolved attack's options: counts >= 1, finite numbers, known loss names."""
     from robust_seg.attacks.losses import LOSSES
 
+    registry_losses = attack.name in ("sea", "sea_square", "apgd", "pgd")  # others check their own loss names
     for key, value in attack.options.items():
         name = f"attack.options.{key}"
         if key in POSITIVE_INT_OPTIONS:
             positive_int(name, value)
         elif isinstance(value, float):
             finite_number(name, value)
+        if not registry_losses:
+            continue
         if key == "loss":
             choice(name, value, sorted(LOSSES))
         if key == "losses":

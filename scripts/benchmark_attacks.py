@@ -42,7 +42,7 @@ from robust_seg.attacks.apgd import apgd
 from robust_seg.attacks.minimal_norm import alma_prox, dag
 from robust_seg.attacks.pgd import pgd
 from robust_seg.attacks.sea import SEA_LOSSES, sea
-from robust_seg.attacks.square import square
+from robust_seg.attacks.black_box import square
 
 
 class SmallSegmentationModel(nn.Module):

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from robust_seg.attacks import check_linf_box, sea
-from robust_seg.attacks.square import square, window_fraction
+from robust_seg.attacks.black_box import square, window_fraction
 from robust_seg.data import build_dataset
 from robust_seg.models.embedded import ROOT, load_embedded_model
 from tests.test_run_integrity import call

@@ -209,6 +209,19 @@ def test_results_record_provenance_and_sha256_of_the_weights(workspace):
     assert "batch 2/2 done" in log and "| attack |" in log
 
 
+def test_the_main_job_records_the_shipped_weights_sha256(tmp_path):
+    """The main job (scripts/main.sh: experiment=embedded_default), at 2 images and 2 iterations."""
+    with contextlib.chdir(tmp_path):
+        code, out, err = call("evaluate", "experiment=embedded_default", "logger=none", "max_images=2",
+                              "attack.options.iterations=2", "run_name=main")
+    assert code == 0, err[-2000:]
+    record = json.loads((tmp_path / "outputs" / "evaluate" / "main" / "results.json").read_text())["provenance"]
+    assert record["model"]["sha256"] == hashlib.sha256(ASSET.read_bytes()).hexdigest()
+    assert record["model"]["source"] == "embedded" and record["overrides"][0] == "experiment=embedded_default"
+    assert record["attack"]["config"]["note"].startswith("embedded default")
+    assert "Diagnostics: " in out  # the main job's output shows the diagnostics line
+
+
 def test_random_weights_only_on_request_and_said_everywhere(tmp_path):
     with contextlib.chdir(tmp_path):
         code, out, err = call("evaluate", *EVAL, "model=small_upernet_convnext", "model.random_weights=true",

@@ -11,7 +11,7 @@ from robust_seg.attacks.pgd import paper_step_size, pgd
 from robust_seg.attacks.result import AttackResult
 from robust_seg.attacks.schedules import apgd_checkpoints, radius_schedule
 from robust_seg.attacks.sea import ALL_LOSSES, SEA_LOSSES, sea
-from robust_seg.attacks.square import sea_square, square
+from robust_seg.attacks.black_box import sea_square, square
 from robust_seg.attacks.minimal_norm import (alma_prox, dag, fmn_linf, ifgsm_binary_search, mifgsm_binary_search,
                                              pdpgd_linf, pgd_binary_search)
 
