@@ -50,6 +50,10 @@ def main() -> None:
                     work, args.threads)
         results = [json.loads((work / "outputs" / "evaluate" / name / "results.json").read_text())
                    for name in ("one", "many")]
+        import torch
+
+        shard_seconds = [torch.load(path, weights_only=True)["seconds"]
+                         for path in (work / "outputs" / "evaluate" / "many" / "shards").glob("*/evaluation_state.pt")]
     acc = [r["radii"]["8/255"]["worst_case"]["acc"] for r in results]
     if acc[0] != acc[1]:
         raise SystemExit(f"the runs disagree: ACC {acc[0]} vs {acc[1]}")
@@ -58,6 +62,10 @@ def main() -> None:
     print(f"1 process: {single:.1f} s; {args.processes} processes: {multi:.1f} s (whole commands, start-up included)")
     print(f"scaling efficiency time_1 / ({args.processes} x time_{args.processes}) = "
           f"{single / (args.processes * multi):.2f}  (ACC {acc[0]:.2f} in both)")
+    own = results[0]["seconds"]
+    print(f"the evaluation alone (attack and diagnostics time, without start-up, model building and reports): "
+          f"1 process {own:.1f} s, slowest of {args.processes} shards {max(shard_seconds):.1f} s, efficiency "
+          f"{own / (args.processes * max(shard_seconds)):.2f}")
 
 
 if __name__ == "__main__":
