@@ -30,6 +30,7 @@ import torch
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.invariants import check_linf_box
 from robust_seg.attacks.losses import predicted_classes
+from robust_seg.attacks.progress import tick
 from robust_seg.attacks.pgd import draw_image_seeds, mix_seed
 from robust_seg.attacks.result import AttackResult
 from robust_seg.attacks.sea import SEA_LOSSES, sea
@@ -154,6 +155,7 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
                 positive = sign_bits[i, offset].view(channels, 1, 1)
                 candidate[i, :, rows, cols] = torch.where(positive, upper[i, :, rows, cols], lower[i, :, rows, cols])
             logits = model(candidate)
+            tick()
             objective, hits = margin(logits)
             accept = active & (objective < current_objective)
             forwards += active.cpu().long()

@@ -19,6 +19,7 @@ import torch
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.invariants import check_linf_box
 from robust_seg.attacks.losses import get_loss, predicted_classes
+from robust_seg.attacks.progress import tick
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.segmentation import pixel_accuracy
 
@@ -158,6 +159,7 @@ class AttackObjective:
         step = min(max(step, 1), self.total_steps)
         sign = -1.0 if self.targeted else 1.0
         self.forwards += 1
+        tick()
         with torch.enable_grad() if need_gradient else torch.no_grad():
             if need_gradient:
                 points = points.detach().requires_grad_(True)

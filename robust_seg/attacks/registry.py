@@ -99,6 +99,19 @@ class ResolvedAttack:
         name = ATTACK_LABELS.get(self.name, self.name)
         return f"{name} ({', '.join(parts)})" if parts else name
 
+    def expected_passes(self) -> int | None:
+        """Model passes (iterations, queries) one run on a batch takes at most, for progress bars (None: unknown)."""
+        options = self.options
+        if self.name == "none":
+            return 1
+        runs = len(options["losses"]) if "losses" in options else 1
+        budget = options.get("iterations")
+        starts = {"red": 3, "const": options.get("restarts", 1)}.get(options.get("schedule"), 1)  # + their first passes
+        total = runs * (budget * options.get("steps", 1) + starts) if isinstance(budget, int) else None
+        if "queries" in options:
+            total = (total or 0) + options["queries"]
+        return total
+
     @property
     def description(self) -> str:
         shown = ", ".join([f"{k}={v}" for k, v in sorted(self.options.items())]

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from robust_seg.attacks.invariants import check_linf_box
+from robust_seg.attacks.progress import reporting
 from robust_seg.config_checks import check_evaluate_config
 from robust_seg.data import build_dataset, build_loader
 from robust_seg.data import class_names as dataset_class_names
@@ -172,7 +173,7 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
             Diagnostics([key for _, key in runs])
     if state["next_batch"]:
         log.info("resuming after batch %d of %d", state["next_batch"], len(evaluation.loader))
-    progress = tqdm(evaluation.loader, desc=attack.label, unit="batch", dynamic_ncols=True)
+    progress = tqdm(evaluation.loader, desc=attack.label, unit="batch", dynamic_ncols=True, position=0)
     for batch_index, batch in enumerate(progress):
         if batch_index < state["next_batch"]:
             continue
@@ -186,8 +187,12 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         figure = {} if state["figure"] is None else None
         by_radius = {}
         for radius_index, (radius, key) in enumerate(runs):
-            result = attack.run(evaluation.model, images, labels, eps=radius, seed=(cfg.attack.seed, radius_index),
-                                image_indices=indices)
+            # within the batch: this radius' iterations (passes, queries) with their ETA
+            with tqdm(total=None if radius == 0 else attack.expected_passes(), unit="it", dynamic_ncols=True,
+                      position=1, leave=False, desc=f"batch {batch_index + 1}/{len(evaluation.loader)}, "
+                                                     f"eps {key}") as inner, reporting(inner.update):
+                result = attack.run(evaluation.model, images, labels, eps=radius,
+                                    seed=(cfg.attack.seed, radius_index), image_indices=indices)
             outcomes = {"worst_case": result, **result.components}
             for name, outcome in outcomes.items():
                 check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])

@@ -112,8 +112,9 @@ def _colour(mask: torch.Tensor, num_classes: int) -> np.ndarray:
     return out
 
 
-def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) -> None:
-    """Per image: perturbed images, perturbations (scaled to the radius) and predictions per radius (App. D)."""
+def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) -> list[str]:
+    """Per image: perturbed images, perturbations (scaled to the radius) and predictions per radius (App. D), with a
+    legend of the class colours; returns the legend's entries."""
     keys = [k for k in figure_data if k not in ("images", "labels")]
     images, labels = figure_data["images"], figure_data["labels"]
     count = images.shape[0]
@@ -145,6 +146,7 @@ def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) 
     figure.tight_layout(rect=(0, 0.03 * (1 + len(handles) // 4) / max(count, 1), 1, 1))
     figure.savefig(path, dpi=100)
     plt.close(figure)
+    return [handle.get_label() for handle in handles]
 
 
 def minimal_norm_markdown(results: dict) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from robust_seg.attacks.invariants import check_linf_box
+from robust_seg.attacks.progress import tick
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.apsr import attacked_pixels, linf_norms
 from robust_seg.metrics.segmentation import pixel_accuracy
@@ -93,7 +94,8 @@ class BestIterate:
         return is_adv
 
     def count(self, forwards: int | torch.Tensor = 1, backwards: int | torch.Tensor = 1) -> None:
-        """Add model propagations (per image, or for all images)."""
+        """Add model propagations (per image, or for all images); one call per iteration of the attack."""
+        tick()
         self.forwards += forwards if isinstance(forwards, int) else forwards.cpu().long()
         self.backwards += backwards if isinstance(backwards, int) else backwards.cpu().long()
 
