@@ -31,6 +31,8 @@ def hydra_main(cfg: DictConfig) -> float:
     print(f"run directory: {results['run_directory']}")
     if "minimal_norm" in results:
         return results["minimal_norm"]["median_x255"]
+    if not results.get("radii"):  # a shard without images
+        return float("nan")
     last = list(results["radii"])[-1]
     return results["radii"][last]["worst_case"]["acc"]
 

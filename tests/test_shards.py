@@ -153,3 +153,13 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single)
     assert merged["calibration"]["radii"] == single["calibration"]["radii"]
     assert sorted(p.name for p in (run / "shards").iterdir()) == ["0", "1"]
+
+
+def test_more_shards_than_batches_merge_to_one_process(tmp_path):
+    """A shard without any image (3 shards of a 2-batch evaluation) contributes nothing and merges."""
+    args = [*KINDS["apgd"], "calibration=true", "max_images=4", "batch_size=2"]
+    single = _evaluate(tmp_path, *args, "run_name=single")
+    shards = [_evaluate(tmp_path, *args, f"shard={k}", "num_shards=3", f"run_name=s{k}") for k in range(3)]
+    assert shards[2]["images"] == 0
+    merged = _merge(*(s["dir"] for s in shards), output=tmp_path / "merged")
+    assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single)

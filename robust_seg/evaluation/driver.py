@@ -325,6 +325,13 @@ def _evaluate_shard(cfg, run: RunDirectory, shard: Shard, local_rank: int = 0, w
     totals, calibration, diagnostics = run_batches(evaluation, state)
     if not write_reports_:
         return {"shard": shard.index}
+    if not len(evaluation.dataset):  # a shard beyond the last batch: nothing to report but that
+        report_text = f"# {shard.describe()}: no image (the evaluation has fewer batches than shards)\n"
+        results = {"images": 0, "shard": {"index": shard.index, "count": shard.count},
+                   "provenance": evaluation.provenance}
+        atomic_write_text(run.path / "results.json", json.dumps(results, indent=2) + "\n")
+        atomic_write_text(run.path / "results.md", report_text)
+        return {**results, "report": report_text, "run_directory": str(run.path)}
     return finish(evaluation, state, totals, calibration, diagnostics)
 
 

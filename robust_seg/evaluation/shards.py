@@ -113,21 +113,24 @@ def merge_states(directories: list[Path]) -> dict:
         raise MergeError(f"shard(s) {', '.join(map(str, missing))} of {count} missing (have "
                          f"{', '.join(map(str, sorted(seen)))}): give every shard's run directory")
     ordered = [state for _, state in sorted(((int(s["shard"][0]), s) for _, s in states), key=lambda p: p[0])]
+    # a shard may hold no image (more shards than batches): it contributes nothing
+    keys = list(dict.fromkeys(key for s in ordered for key in s["totals"]))
     totals = {key: {name: ComponentTotals.merged([ComponentTotals.from_state(s["totals"][key][name])
-                                                   for s in ordered])
-                    for name in ordered[0]["totals"][key]}
-              for key in ordered[0]["totals"]}
+                                                   for s in ordered if name in s["totals"].get(key, {})])
+                    for name in dict.fromkeys(n for s in ordered for n in s["totals"].get(key, {}))}
+              for key in keys}
     total_images = int(first["total_images"])
     for key, components in totals.items():
         if components["worst_case"].indices != list(range(total_images)):
             raise MergeError(f"the shards do not cover the {total_images} images exactly once at radius {key}")
     calibration = None
-    if ordered[0].get("calibration") is not None:
-        calibration = EvaluationCalibration.from_state(ordered[0]["calibration"])
-        for state in ordered[1:]:
+    for state in (s for s in ordered if s.get("calibration") is not None):
+        if calibration is None:
+            calibration = EvaluationCalibration.from_state(state["calibration"])
+        else:
             calibration.merge(EvaluationCalibration.from_state(state["calibration"]))
     diagnostics = None
-    if ordered[0].get("diagnostics") is not None:
+    if any(s.get("diagnostics") is not None for s in ordered):
         from robust_seg.evaluation.diagnostics import Diagnostics
 
         diagnostics = Diagnostics.merged([Diagnostics.from_state(s["diagnostics"]) for s in ordered
