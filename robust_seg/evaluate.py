@@ -6,6 +6,9 @@ if __name__ == "__main__":  # the short help before any heavy import
 
     print_help_if_asked("evaluate")
 
+import sys  # noqa: E402
+import types  # noqa: E402
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
@@ -46,3 +49,16 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class _EntryPointModule(types.ModuleType):
+    """``robust_seg.evaluate`` is both this entry point's module and the Python API's ``rs.evaluate`` function: once
+    the module is imported it shadows the package attribute, so calling the module calls the API function."""
+
+    def __call__(self, *args, **kwargs):
+        from robust_seg.api import evaluate
+
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _EntryPointModule

@@ -20,6 +20,8 @@ def test_quick_start_code_blocks_run_as_written(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 4
     monkeypatch.chdir(ROOT)
+    import robust_seg.evaluate  # noqa: F401  (the entry point's module shadows rs.evaluate: it must still work)
+
     namespace: dict = {}
     for block in blocks:
         code = block.replace('run_dir="outputs/api/', f'run_dir="{tmp_path}/')
