@@ -15,7 +15,8 @@
 #                           python -m robust_seg.train experiment=train_<row>
 #   ROBUST_SEG_CHECKPOINTS  third-party checkpoints (default ./checkpoints): DDC-AT / AT of Xu et al.,
 #                           the clean UPerNet ConvNeXt-T, MMSeg model-zoo weights for the thesis tables
-#   a CUDA GPU (runtime.device=auto picks it). Results land in outputs/evaluate/multirun/<experiment>;
+#   a CUDA GPU (runtime.device=auto picks it). Results land in outputs/evaluate/multirun/<experiment>
+#   ($ROBUST_SEG_RESULTS instead of outputs when set; a second run of a grid there needs resume=true);
 #   a killed grid continues with `resume=true` (finished jobs are kept, the unfinished one resumes).
 #
 # Expected wall time on one A100-class GPU (estimates from the models' FLOPs at the evaluation resolution,
@@ -53,7 +54,7 @@ shift
 experiment=${EXPERIMENTS[$table]}
 suffix=""
 for override in "$@"; do [[ $override == "+scale=embedded" ]] && suffix="_embedded"; done
-sweep_dir=outputs/evaluate/multirun/${experiment}${suffix}
+sweep_dir=${ROBUST_SEG_RESULTS:-outputs}/evaluate/multirun/${experiment}${suffix}
 python=${PYTHON:-.venv/bin/python}
 
 run=("$python" -m robust_seg.evaluate -m "experiment=$experiment" "hydra.sweep.dir=$sweep_dir" "$@")

@@ -88,7 +88,7 @@ def prepared(command: str) -> tuple[list[str], bool] | None:
 @pytest.mark.parametrize("document", DOCUMENTS, ids=[d.name for d in DOCUMENTS])
 def test_every_documented_command_runs(document, tmp_path):
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1",
-               ROBUST_SEG_CACHE=str(tmp_path / "cache"))
+               ROBUST_SEG_CACHE=str(tmp_path / "cache"), ROBUST_SEG_RESULTS=str(tmp_path / "outputs"))
     for command in commands(document):
         plan = prepared(command)
         if plan is None:

@@ -105,6 +105,7 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
         run = run_dir
         run.path = shared_run_dir(run.path, distributed)
         run.fresh = run.fresh if main else False
+        run.is_main = main  # only rank 0 writes the record and the log (RANK may be known only now: submitit)
     else:
         run = RunDirectory(shared_run_dir(run_dir, distributed), is_main=main)
     run_dir = run.path
@@ -115,6 +116,7 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
     checkpoint_path = run_dir / CHECKPOINT
     run_fingerprint = fingerprint(plain_config(cfg))
     resumed = _resume_state(checkpoint_path, cfg.resume, run_fingerprint)
+    run.accept(cfg)  # inputs checked, the directory accepted: the record, and log lines go to <run dir>/train.log
 
     num_classes = cfg.dataset.num_classes
     loss_name, loss_options = train_loss_options(cfg.scheme.loss)
@@ -157,7 +159,6 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict] = []
     start_epoch = 0
-    run.accept(cfg)
     if resumed is not None:
         state = resumed
         model.load_state_dict(state["model"])
