@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from robust_seg.provenance import command_overrides
 from robust_seg.reporting.files import atomic_write_text
 
 RECORD = ".hydra"
@@ -25,12 +26,6 @@ def _job_name(default: str) -> str:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().job.name if HydraConfig.initialized() else default
-
-
-def _overrides() -> list[str]:
-    from robust_seg.provenance import command_overrides
-
-    return command_overrides()
 
 
 class RunDirectory:
@@ -61,7 +56,7 @@ class RunDirectory:
 
             config = OmegaConf.to_yaml(cfg) if OmegaConf.is_config(cfg) else yaml.safe_dump(dict(cfg))
             atomic_write_text(self.path / RECORD / "config.yaml", config)
-            atomic_write_text(self.path / RECORD / "overrides.yaml", yaml.safe_dump(_overrides()))
+            atomic_write_text(self.path / RECORD / "overrides.yaml", yaml.safe_dump(command_overrides()))
         self._handler = logging.FileHandler(self.log_file, mode="a", encoding="utf-8")
         self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
         self._handler.setLevel(logging.INFO)

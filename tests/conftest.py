@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 import sys
 from pathlib import Path
 
@@ -38,3 +39,25 @@ def run_entry(module: str, *overrides: str, cwd: Path, timeout: float = 600, che
 @pytest.fixture
 def workdir(tmp_path):
     return tmp_path
+
+
+@contextmanager
+def killed_at_batch(monkeypatch, batch: int = 2):
+    """The evaluation run inside the block is killed (KeyboardInterrupt, expected) when it reaches its ``batch``-th
+    batch (1-based), before attacking it; the driver is restored afterwards."""
+    from robust_seg.evaluation import driver
+
+    original, calls = driver.check_finite_logits, {"n": 0}
+
+    def killing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == batch:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "check_finite_logits", killing)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(driver, "check_finite_logits", original)

@@ -15,6 +15,7 @@ from robust_seg.attacks import check_linf_box, sea
 from robust_seg.attacks.black_box import square, window_fraction
 from robust_seg.data import build_dataset
 from robust_seg.models.embedded import ROOT, load_embedded_model
+from tests.conftest import killed_at_batch
 from tests.test_run_integrity import call
 
 EPS = 8 / 255
@@ -159,21 +160,9 @@ def test_diagnostics_can_be_switched_off(tmp_path, monkeypatch):
 
 
 def test_square_resumes_after_a_kill_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    from robust_seg.evaluation import driver
-
     args = ["attack=square", "attack.options.queries=30", "diagnostics=false"]
     straight = _evaluate(tmp_path, monkeypatch, lambda m: m, *args, "run_name=straight")
-    original, calls = driver.check_finite_logits, {"n": 0}
-
-    def killed_at_second_batch(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*a, **k)
-
-    monkeypatch.setattr(driver, "check_finite_logits", killed_at_second_batch)
-    with contextlib.chdir(tmp_path), pytest.raises(KeyboardInterrupt):
+    with contextlib.chdir(tmp_path), killed_at_batch(monkeypatch):
         call("evaluate", *ARGS, *args, "run_name=killed")
-    monkeypatch.setattr(driver, "check_finite_logits", original)
     resumed = _evaluate(tmp_path, monkeypatch, lambda m: m, *args, "run_name=killed", "resume=true")
     assert resumed["radii"] == straight["radii"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, killed_at_batch
 
 ASSET = ROOT / "robust_seg" / "assets" / "small_upernet_convnext_synthetic.pt"
 CLEAN_ASSET = ROOT / "robust_seg" / "assets" / "small_upernet_convnext_synthetic_clean.pt"
@@ -235,23 +235,10 @@ def test_random_weights_only_on_request_and_said_everywhere(tmp_path):
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
     """An evaluation killed after its first batch and resumed ends with the numbers of an uninterrupted run."""
-    from robust_seg.evaluation import driver
-
     with contextlib.chdir(tmp_path):
         assert call("evaluate", *EVAL, "run_name=straight")[0] == 0
-        calls = {"n": 0}
-        original = driver.check_finite_logits
-
-        def killed_at_second_batch(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(driver, "check_finite_logits", killed_at_second_batch)
-        with pytest.raises(KeyboardInterrupt):
+        with killed_at_batch(monkeypatch):
             call("evaluate", *EVAL, "run_name=killed")
-        monkeypatch.setattr(driver, "check_finite_logits", original)
         code, _, err = call("evaluate", *EVAL, "run_name=killed", "resume=true")
         assert code == 0, err
     straight, resumed = (json.loads((tmp_path / "outputs" / "evaluate" / name / "results.json").read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, killed_at_batch
 from tests.test_run_integrity import call
 
 BASE = ["logger=none", "dataset.synthetic.num_val=5", "max_images=5", "batch_size=2", "runtime.threads=1"]
@@ -77,23 +77,11 @@ def test_three_shards_merged_equal_one_process(tmp_path, kind):
 
 
 def test_a_killed_shard_resumed_then_merged_equals_one_process(tmp_path, monkeypatch):
-    from robust_seg.evaluation import driver
-
     args = KINDS["sea"]
     single = _evaluate(tmp_path, *args, "run_name=single")
     shards = [_evaluate(tmp_path, *args, "shard=1", "num_shards=2", "run_name=sharded/s1")]  # batch 1
-    original, calls = driver.check_finite_logits, {"n": 0}
-
-    def killed_at_second_batch(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*a, **k)
-
-    monkeypatch.setattr(driver, "check_finite_logits", killed_at_second_batch)
-    with contextlib.chdir(tmp_path), pytest.raises(KeyboardInterrupt):  # shard 0: batches 0 and 2, killed in 2
+    with contextlib.chdir(tmp_path), killed_at_batch(monkeypatch):  # shard 0: batches 0 and 2, killed in 2
         call("evaluate", *BASE, *args, "shard=0", "num_shards=2", "run_name=sharded/s0")
-    monkeypatch.setattr(driver, "check_finite_logits", original)
     from robust_seg.evaluation.shards import MergeError
 
     with pytest.raises(MergeError, match="shard 0 of 2 .* is unfinished"):

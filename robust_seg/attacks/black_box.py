@@ -85,11 +85,6 @@ class MaskedMargin:
         return objective, hits
 
 
-def masked_margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-image objective: mean over labelled pixels of max(0, margin), per-pixel correct mask) (module doc)."""
-    return MaskedMargin(labels, logits.shape[1], targeted)(logits)
-
-
 def _copy_rows(target: torch.Tensor, source: torch.Tensor, rows: torch.Tensor) -> None:
     """target[i] = source[i] for the images i where ``rows`` (B,) is true (few per query: copies, not a select)."""
     for i in rows.nonzero().flatten().tolist():

@@ -295,7 +295,7 @@ def evaluate(cfg, run_dir: str | Path | RunDirectory, model=None) -> dict:
     rank 0 merges them into the run directory; ``shard=k num_shards=N`` evaluates one shard as its own run.
     """
     run = run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
-    distributed = init_distributed(cfg.runtime.device) if _world_size() > 1 else Distributed()
+    distributed = init_distributed(cfg.runtime.device)  # one process: Distributed() without a process group
     try:
         if distributed.enabled:
             return _evaluate_distributed(cfg, run, distributed)
@@ -303,12 +303,6 @@ def evaluate(cfg, run_dir: str | Path | RunDirectory, model=None) -> dict:
     finally:
         if not isinstance(run_dir, RunDirectory):
             run.detach_log()
-
-
-def _world_size() -> int:
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _evaluate_shard(cfg, run: RunDirectory, shard: Shard, local_rank: int = 0, write_reports_: bool = True,
