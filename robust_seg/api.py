@@ -31,16 +31,23 @@ def compose(entry: str = "evaluate", overrides: Sequence[str] = ()):
         return hydra_compose(config_name=entry, overrides=list(overrides))
 
 
-def load_model(name: str = "embedded", *, checkpoint: str | None = None, dataset: str = "synthetic",
+def load_model(name: str = "embedded", *, checkpoint: str | None = None, dataset: str | None = None,
                device: str | torch.device = "cpu", overrides: Iterable[str] = ()) -> torch.nn.Module:
-    """A model of ``configs/model/<name>.yaml`` for ``dataset``'s classes, with ``checkpoint`` (path or URL,
-    hash-checked cache) if given, in eval mode without parameter gradients: images in [0, 1] -> logits."""
-    from robust_seg.config_checks import check_model
+    """A model of ``configs/model/<name>.yaml`` (``zoo/<name>``: a published model, ``python -m robust_seg.zoo``)
+    for ``dataset``'s classes (default: a zoo model's own dataset, else ``synthetic``), with ``checkpoint`` (path
+    or URL, hash-checked cache) if given, in eval mode without parameter gradients: images in [0, 1] -> logits."""
+    from robust_seg.config_checks import check_model, check_zoo_dataset
     from robust_seg.models import build_model
 
+    if dataset is None:
+        from robust_seg.zoo import zoo_models
+
+        zoo = {m.name: m for m in zoo_models()}
+        dataset = zoo[name[4:]].dataset if name.startswith("zoo/") and name[4:] in zoo else "synthetic"
     cfg = compose("evaluate", [f"model={name}", f"dataset={dataset}", *(
         [f"model.checkpoint={checkpoint}"] if checkpoint else []), *overrides])
     check_model(cfg.model, evaluation=True)
+    check_zoo_dataset(cfg.model, cfg.dataset)
     model = build_model(cfg.model, cfg.dataset.num_classes).to(device).eval()
     return model.requires_grad_(False)
 

@@ -135,8 +135,17 @@ def run_directory_name(run_name: Optional[str]) -> str:
     return str(run_name) if run_name not in (None, "") else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def zoo_sweep(dataset: str) -> str:
+    """``${zoo_sweep:DATASET}`` in a sweep: ``zoo/<name>,...`` for every zoo model of that dataset (robust_seg.zoo)."""
+    from robust_seg.zoo import zoo_models
+
+    return ",".join(f"zoo/{model.name}" for model in zoo_models(dataset))
+
+
 def register_configs() -> None:
     """Store the schemas under the names the primary configs list first in their defaults."""
+    if not OmegaConf.has_resolver("zoo_sweep"):
+        OmegaConf.register_new_resolver("zoo_sweep", zoo_sweep)
     if not OmegaConf.has_resolver("asset"):
         OmegaConf.register_new_resolver("asset", asset_path)
     if not OmegaConf.has_resolver("run_dir_name"):  # cached: one time stamp per process

@@ -147,7 +147,16 @@ def check_evaluate_config(cfg):
     check_logger(cfg.logger)
     check_dataset(cfg.dataset)
     check_model(cfg.model, evaluation=True)
+    check_zoo_dataset(cfg.model, cfg.dataset)
     return radii, attack
+
+
+def check_zoo_dataset(model, dataset) -> None:
+    """A zoo model is evaluated on the dataset it was trained for (its classes are that dataset's)."""
+    zoo = model.get("zoo")
+    if zoo is not None and zoo.dataset != dataset.name:
+        raise ConfigError(f"model=zoo/{model.name} was trained on {zoo.dataset}, not {dataset.name}: "
+                          f"add dataset={zoo.dataset}")
 
 
 def train_loss_options(cfg) -> tuple[str, dict]:

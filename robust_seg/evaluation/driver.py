@@ -44,6 +44,7 @@ from robust_seg.provenance import check_resume, command_overrides, fingerprint, 
 from robust_seg.radii import format_radius
 from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
 from robust_seg.reporting.logger import RunLogger
+from robust_seg.reporting.published import paper_numbers
 from robust_seg.run_directory import RunDirectory
 from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
 
@@ -269,6 +270,10 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
             "per_image"]["apsr"]) / images for key in keys}
     if calibration is not None:
         results["calibration"] = calibration.summary()
+    paper = paper_numbers(cfg.model.zoo.paper if cfg.model.get("zoo") else None)
+    if paper is not None:
+        results["paper"] = {**paper, "attack": cfg.attack.name,
+                            "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
     if not attack.minimal_norm:
         results["diagnostics"] = diagnostics.summary(state["seconds"] - diagnostics.seconds) \
             if diagnostics is not None else not_applicable()

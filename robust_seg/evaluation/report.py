@@ -31,6 +31,39 @@ RANDOM_WEIGHTS_BANNER = ("> **RANDOM WEIGHTS**: this model was evaluated without
                          "(model.random_weights=true); its numbers say nothing about a trained model.")
 
 
+def paper_markdown(results: dict) -> str:
+    """The paper's numbers beside the measured ones, for a zoo model whose paper reports them (bounded attacks:
+    the worst case's ACC and mIoU at the radii both have; minimal-norm attacks: the attack's median and mean)."""
+    paper = results.get("paper")
+    if not paper:
+        return ""
+    lines = [f"## Paper vs measured ({paper['source']})", ""]
+    if "minimal_norm" in results:
+        published = paper.get("minimal_norm", {}).get(paper["scenario"], {}).get(paper["attack"])
+        if published is None:
+            return ""
+        summary = results["minimal_norm"]
+        lines += ["| ||δ||∞ x255 | paper | measured |", "|---|---:|---:|",
+                  f"| median | {published[0]:.2f} | {summary['median_x255']:.2f} |",
+                  f"| mean | {published[1]:.2f} | {summary['mean_x255']:.2f} |"]
+        return "\n".join(lines) + "\n"
+    radii = [key for key in results["radii"] if key in paper.get("radii", {})]
+    if not radii:
+        return ""
+
+    def cell(value):
+        return "–" if value is None else f"{value:.1f}"
+
+    lines += ["| eps | paper ACC | measured ACC | paper mIoU | measured mIoU |", "|---|---:|---:|---:|---:|"]
+    for key in radii:
+        published, measured = paper["radii"][key], results["radii"][key][WORST]
+        lines.append(f"| {key} | {cell(published['acc'])} | {measured['acc']:.1f} | {cell(published['miou'])} | "
+                     f"{measured['miou']:.1f} |")
+    lines += ["", f"Measured on {results['images']} {results['dataset']} {results['split']} images with "
+              f"{results['attack']}; the paper's SEA uses 4 losses x 300 iterations on the whole split."]
+    return "\n".join(lines) + "\n"
+
+
 def provenance_markdown(results: dict) -> str:
     """What made these numbers: weights, data, attack, seeds, software (lines under the title)."""
     record = results.get("provenance")
@@ -170,6 +203,11 @@ def minimal_norm_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paper_section(results: dict) -> str:
+    text = paper_markdown(results)
+    return "\n" + text if text else ""
+
+
 def _diagnostics_section(results: dict) -> str:
     from robust_seg.evaluation.diagnostics import diagnostics_markdown
 
@@ -187,7 +225,8 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
         write_calibration_reports(results, run_dir, logger)
     if "minimal_norm" in results:
         return _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
-    markdown = results_markdown(results) + _diagnostics_section(results) + _calibration_section(results)
+    markdown = results_markdown(results) + _paper_section(results) + _diagnostics_section(results) \
+        + _calibration_section(results)
     atomic_write_text(run_dir / "results.md", markdown)
     plot_robustness_curve(results, run_dir / "robustness_curve.png")
     if figure_data is not None:
@@ -213,7 +252,7 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
 def _write_minimal_norm_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str],
                                 logger) -> str:
     summary = results["minimal_norm"]
-    markdown = minimal_norm_markdown(results) + _calibration_section(results)
+    markdown = minimal_norm_markdown(results) + _paper_section(results) + _calibration_section(results)
     atomic_write_text(run_dir / "results.md", markdown)
     save_failure_curves_png({results["attack"]: summary["curve"]}, str(run_dir / "failure_curve.png"),
                             title=f"{results['model']} / {results['dataset']}")

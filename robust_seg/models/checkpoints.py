@@ -43,7 +43,8 @@ def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> 
 
 SEGMENTOR_PREFIX = "segmentor."
 SEMSEG_FORMATS = ("semseg_pspnet", "semseg_deeplabv3")
-CHECKPOINT_FORMATS = ("auto", "project", "mmseg") + SEMSEG_FORMATS
+CONVERTED_FORMATS = SEMSEG_FORMATS + ("sea_upernet",)
+CHECKPOINT_FORMATS = ("auto", "project", "mmseg") + CONVERTED_FORMATS
 """Layouts of whole-model checkpoints: see :func:`segmentation_state`."""
 
 
@@ -61,6 +62,8 @@ def resolve_checkpoint_format(state: Mapping[str, torch.Tensor], checkpoint_form
             return "semseg_deeplabv3"
         if any(k.startswith("ppm.") for k in state):
             return "semseg_pspnet"
+    if any(k.startswith("backbone.downsample_layers.") for k in state):
+        return "sea_upernet"
     return "mmseg"
 
 
@@ -74,13 +77,14 @@ def segmentation_state(state: Mapping[str, torch.Tensor], checkpoint_format: str
     and AT models of Xu et al. 2021 (keys ``layer0..layer4``, ``ppm`` / ``aspp``, ``cls`` / ``cls1``, ``aux`` /
     ``aux_cls1``), converted by ``robust_seg.models.convert.semseg`` for the model configs
     ``pspnet_r50_ddcat`` / ``deeplabv3_r50_ddcat``.
+    ``sea_upernet``: a UPerNet + ConvNeXt released with the SEA/PIR-AT paper (``robust_seg.models.convert.sea_upernet``).
     ``auto``: ``project`` when any key starts with ``segmentor.``, a semseg format when the keys are semseg's
-    (``layer0.*`` with ``ppm.*`` or ``aspp.*``), else ``mmseg``.
+    (``layer0.*`` with ``ppm.*`` or ``aspp.*``), ``sea_upernet`` for ``backbone.downsample_layers.*``, else ``mmseg``.
     """
     checkpoint_format = resolve_checkpoint_format(state, checkpoint_format, what)
     if checkpoint_format == "project":
         return dict(state)
-    if checkpoint_format in SEMSEG_FORMATS:
+    if checkpoint_format in CONVERTED_FORMATS:
         from robust_seg.models.convert import SEGMENTATION_CONVERTERS
 
         try:

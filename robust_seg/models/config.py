@@ -15,6 +15,23 @@ class InferenceConfig:
 
 
 @dataclass
+class ZooEntry:
+    """A published model of the zoo (``configs/model/zoo/<name>.yaml``): what it is and where its numbers are.
+
+    dataset: the dataset config it was trained for (``model=zoo/<name>`` with another dataset is refused).
+    threat_model: ``Linf`` (adversarially trained) or ``none`` (clean training).
+    training: how it was trained, in words. source: where its weights are published.
+    paper: its published numbers, ``<table>/<row>`` (``robust_seg.reporting.published.paper_numbers``; None: none).
+    """
+
+    dataset: str = "???"
+    threat_model: str = "Linf"
+    training: str = ""
+    source: str = ""
+    paper: Optional[str] = None
+
+
+@dataclass
 class ModelConfig:
     """A segmentation model built through MMSeg's registry and wrapped by ``SegmentationModel``.
 
@@ -33,6 +50,7 @@ class ModelConfig:
         weights on purpose, e.g. to test a pipeline); such a run says so in every report.
     target: ``model=custom``: a callable returning an ``nn.Module`` (robust_seg/models/external.py).
     config: ``model=mmseg_config``: an MMSegmentation config file whose ``model`` is built.
+    zoo: set by the entries of ``configs/model/zoo/`` (published models, ``python -m robust_seg.zoo``).
     """
 
     name: str = "???"
@@ -50,3 +68,4 @@ class ModelConfig:
     config: Optional[str] = None
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     sync_bn: bool = False
+    zoo: Optional[ZooEntry] = None

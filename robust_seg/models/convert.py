@@ -265,6 +265,63 @@ def semseg(state: Mapping[str, torch.Tensor], checkpoint_format: str) -> StateDi
     return converted
 
 
+_SEA_UPERNET_RENAMES = (
+    (re.compile(r"^backbone\.downsample_layers\.0\.stem\.(\d+)\."), r"backbone.stem.stem.\1."),
+    (re.compile(r"^backbone\.downsample_layers\.([123])\.(\d)\."), r"backbone.stages.\1.downsample.\2."),
+    (re.compile(r"^backbone\.stages\.(\d+)\.(\d+)\.dwconv\."), r"backbone.stages.\1.blocks.\2.conv_dw."),
+    (re.compile(r"^backbone\.stages\.(\d+)\.(\d+)\.pwconv([12])\."), r"backbone.stages.\1.blocks.\2.mlp.fc\3."),
+    (re.compile(r"^backbone\.stages\.(\d+)\.(\d+)\.(norm\.|gamma$)"), r"backbone.stages.\1.blocks.\2.\3"),
+    (re.compile(r"^backbone\.(norm\d)\."), r"backbone.\1."),
+    (re.compile(r"^(decode_head|auxiliary_head)\.classifier\."), r"\1.conv_seg."),
+    (re.compile(r"^(decode_head|auxiliary_head)\.(.*)\.batch_norm\."), r"\1.\2.bn."),
+    (re.compile(r"^(decode_head|auxiliary_head)\.(.*)\.conv\."), r"\1.\2.conv."),
+)
+
+
+def sea_upernet(state: Mapping[str, torch.Tensor], checkpoint_format: str = "sea_upernet") -> StateDict:
+    """A UPerNet + ConvNeXt(-ConvStem) released with the SEA/PIR-AT paper (github.com/nmndeep/Robust-Segmentation,
+    ``semseg/models/uperforseg.py`` and ``backbones/convnext_orig.py``; the file is the model's plain state dict)
+    -> the MMSeg segmentor of ``configs/model/upernet_convnext_{t,s}.yaml``:
+
+    ===============================================  ===============================================
+    official                                         MMSeg (``ConvNeXtConvStem``, ``UPerHead``, ``FCNHead``)
+    ===============================================  ===============================================
+    backbone.downsample_layers.0.stem.{0,1,3,4}.*    backbone.stem.stem.{0,1,3,4}.*
+    backbone.downsample_layers.{1,2,3}.{0,1}.*       backbone.stages.{1,2,3}.downsample.{0,1}.*
+    backbone.stages.{i}.{j}.dwconv / norm / gamma    backbone.stages.{i}.blocks.{j}.conv_dw / norm / gamma
+    backbone.stages.{i}.{j}.pwconv{1,2}.*            backbone.stages.{i}.blocks.{j}.mlp.fc{1,2}.*
+    backbone.norm{0-3}.*                             backbone.norm{0-3}.*
+    decode_head.{psp_modules.{i}.1, bottleneck,      the same module names, ``batch_norm`` -> ``bn``
+      lateral_convs.{i}, fpn_convs.{i},
+      fpn_bottleneck}.{conv, batch_norm}.*
+    decode_head.classifier.*                         decode_head.conv_seg.*
+    auxiliary_head.convs.0.{conv, batch_norm}.*      auxiliary_head.convs.0.{conv, bn}.*
+    auxiliary_head.classifier.*                      auxiliary_head.conv_seg.*
+    ===============================================  ===============================================
+
+    Both code bases compute the same function: channels-first LayerNorms over the channels, layer scale ``gamma``,
+    per-stage output norms, pooling scales 1, 2, 3, 6 and bilinear resizing without corner alignment. Every key
+    must be consumed; anything else is an error naming it.
+    """
+    if not any(k.startswith("backbone.downsample_layers.") for k in state):
+        present = sorted({".".join(k.split(".")[:2]) for k in state})
+        raise _semseg_error(f"not a SEA-paper UPerNet checkpoint: no backbone.downsample_layers.* keys (its keys "
+                            f"start with: {', '.join(present[:8])})")
+    converted: StateDict = {}
+    unknown = []
+    for key, value in state.items():
+        for pattern, replacement in _SEA_UPERNET_RENAMES:
+            if pattern.search(key):
+                converted[pattern.sub(replacement, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 6 else "")
+        raise _semseg_error(f"SEA-paper UPerNet checkpoint has keys the converter does not know: {shown}")
+    return converted
+
+
 SEGMENTATION_CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], str], StateDict]] = {
-    name: semseg for name in SEMSEG_HEADS}
+    **{name: semseg for name in SEMSEG_HEADS}, "sea_upernet": sea_upernet}
 """Whole-model checkpoint formats (``model.checkpoint_format``) beyond ``project`` and ``mmseg``."""

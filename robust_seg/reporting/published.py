@@ -143,3 +143,38 @@ THESIS_TABLE6_2: dict[str, Row] = {
     "ECE": (14.75, 5.15, 6.90, 10.87, 5.22, 4.66),
     "mIoU": (66.46, 65.57, 67.73, 64.25, 65.29, 66.77),
 }
+
+SEA_TABLE_RADII = ("0", "4/255", "8/255", "12/255")
+"""The radii of Tables 3 and 4, in their column order."""
+
+
+def paper_numbers(reference: str | None) -> dict | None:
+    """The published numbers a zoo entry's ``paper`` reference names (``configs/model/zoo/*.yaml``), as the
+    ``paper`` entry of ``results.json``; None for no reference. References:
+
+    * ``sea_table3/<row>``, ``sea_table4/<row>``: ACC and mIoU under SEA at 0, 4/255, 8/255, 12/255;
+    * ``sea_table9/<row>``: SEA's ACC at the row's radii (Table 9 reports ACC only);
+    * ``thesis_table5_1/<column 0-3>``: (median, mean) ||delta||_inf x 255 of each attack, per scenario.
+    """
+    if not reference:
+        return None
+    table, _, row = reference.partition("/")
+    if table in ("sea_table3", "sea_table4"):
+        values = {"sea_table3": TABLE3, "sea_table4": TABLE4}[table].get(row)
+        if values is None:
+            raise KeyError(f"no row {row!r} in {table}")
+        return {"source": f"SEA paper Table {table[-1]} ({row})",
+                "radii": {radius: {"acc": values[2 * i], "miou": values[2 * i + 1]}
+                          for i, radius in enumerate(SEA_TABLE_RADII)}}
+    if table == "sea_table9":
+        radii = {radius: {"acc": values[-1], "miou": None} for (name, radius), values in TABLE9.items() if name == row}
+        if not radii:
+            raise KeyError(f"no row {row!r} in {table}")
+        return {"source": f"SEA paper Table 9 ({row}; ACC only)", "radii": radii}
+    if table == "thesis_table5_1":
+        column = int(row)
+        norms: dict[str, dict[str, list[float]]] = {}
+        for (scenario, attack), values in THESIS_TABLE5_1.items():
+            norms.setdefault(scenario, {})[attack] = [values[2 * column], values[2 * column + 1]]
+        return {"source": f"thesis Table 5.1 (column {column + 1})", "minimal_norm": norms}
+    raise KeyError(f"unknown paper table {table!r} (choose from sea_table3, sea_table4, sea_table9, thesis_table5_1)")

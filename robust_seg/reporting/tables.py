@@ -49,6 +49,7 @@ SCENARIOS = ("untargeted", "targeted")
 LOSS_OVERRIDE = "attack.options.loss"
 IGNORED_CONFIG_KEYS = ("resume", "run_name", "logger", "runtime")
 WORST = "worst_case"
+ZOO_PREFIX = "zoo/"
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class Run:
                 scenario = value
             elif key == "experiment":
                 experiment = value
+            elif key.lstrip("+") == "model" and value.startswith(ZOO_PREFIX):  # the zoo leaderboards' rows
+                row = value[len(ZOO_PREFIX):]
         problem = None if results is not None else f"job {path.name} has no results.json ({_failure_hint(path)})"
         attack = config.get("attack") if isinstance(config.get("attack"), dict) else None
         return cls(path, experiment, Coordinates(row, column, loss, scenario), json.dumps(config, sort_keys=True),
@@ -367,7 +370,7 @@ SEA_RADII = ("0", "4/255", "8/255", "12/255")
 NO_PUBLIC_MODEL = {"voc_pspnet_r50_segpgd_at": "published only: SegPGD-AT models are not available (Gu et al., 2022)"}
 
 
-def _acc_miou_cells(source: Coordinates, radius: str, component: str = WORST) -> tuple[CellSpec, ...]:
+def acc_miou_cells(source: Coordinates, radius: str, component: str = WORST) -> tuple[CellSpec, ...]:
     return tuple(CellSpec((source,), metric(radius, name, component)) for name in ("acc", "miou"))
 
 
@@ -377,7 +380,7 @@ def _sea_models_table(name: str, experiment: str, title: str, rows, header, numb
     for config, *labels in rows:
         reason = NO_PUBLIC_MODEL.get(config)
         cells = (None,) * 8 if reason else tuple(
-            c for radius in SEA_RADII for c in _acc_miou_cells(Coordinates(row=config), radius))
+            c for radius in SEA_RADII for c in acc_miou_cells(Coordinates(row=config), radius))
         specs.append(RowSpec(tuple(labels), cells, numbers.get(config), reason))
     columns = tuple((radius, m) for radius in SEA_RADII for m in ACC_MIOU)
     return TableSpec(name, experiment, title, header, columns, tuple(specs))
@@ -388,7 +391,7 @@ def _table1() -> TableSpec:
                ("mask_ce_300", "Mask-CE (300 iter.)"), ("sea", "SEA (4 x 300 iter.)"))
     models = (("voc_pspnet_r50_ddcat", "DDC-AT", ("2/255", "4/255", "8/255")),
               ("voc_upernet_convnext_t_pirat_5step_50ep", "PIR-AT (ours)", ("4/255", "8/255", "12/255")))
-    rows = tuple(RowSpec((label, radius), tuple(c for column, _ in attacks for c in _acc_miou_cells(
+    rows = tuple(RowSpec((label, radius), tuple(c for column, _ in attacks for c in acc_miou_cells(
         Coordinates(row=config, column=column), radius)), published.TABLE1[(label, radius)])
         for config, label, radii in models for radius in radii)
     return TableSpec("table1", "table1_sea_vs_baselines", "SEA paper Table 1: SOTA attacks vs SEA (PASCAL-VOC)",
@@ -401,7 +404,7 @@ CLEAN_AND_ROBUST = (("voc_upernet_convnext_t_clean", "clean", ("0.25/255", "0.5/
 
 def _table2() -> TableSpec:
     losses = ("ce", "bal_ce", "cossim_ce", "js", "mask_ce", "mask_sph", WORST)
-    rows = tuple(RowSpec((label, radius), tuple(c for loss in losses for c in _acc_miou_cells(
+    rows = tuple(RowSpec((label, radius), tuple(c for loss in losses for c in acc_miou_cells(
         Coordinates(row=config, column="six_losses_100"), radius, loss)), published.TABLE2[(label, radius)])
         for config, label, radii in CLEAN_AND_ROBUST for radius in radii)
     columns = tuple((LOSS_LABELS.get(loss, "worst case over losses"), m) for loss in losses for m in ACC_MIOU)
@@ -412,7 +415,7 @@ def _table2() -> TableSpec:
 def _table7() -> TableSpec:
     attacks = (("segpgd_100", "SegPGD"), ("segapgd_100", "SegAPGD"), ("cospgd_100", "CosPGD"),
                ("cosapgd_100", "CosAPGD"))
-    rows = tuple(RowSpec((radius,), tuple(c for column, _ in attacks for c in _acc_miou_cells(
+    rows = tuple(RowSpec((radius,), tuple(c for column, _ in attacks for c in acc_miou_cells(
         Coordinates(column=column), radius)), published.TABLE7[radius])
         for radius in ("4/255", "8/255", "12/255", "16/255"))
     return TableSpec("table7", "table7_apgd_vs_pgd", "SEA paper Table 7: PGD vs APGD on the SegPGD / CosPGD losses",
@@ -421,7 +424,7 @@ def _table7() -> TableSpec:
 
 def _table8() -> TableSpec:
     subsets = (("six_losses_100", "all losses"), ("four_losses_100", "four losses"))
-    rows = tuple(RowSpec((label, subset), tuple(c for radius in radii for c in _acc_miou_cells(
+    rows = tuple(RowSpec((label, subset), tuple(c for radius in radii for c in acc_miou_cells(
         Coordinates(row=config, column=column), radius)), published.TABLE8[(label, subset)])
         for config, label, radii in CLEAN_AND_ROBUST for column, subset in subsets)
     columns = tuple((f"eps #{i + 1} ({clean} / {robust})", m) for i, (clean, robust) in enumerate(
@@ -463,7 +466,7 @@ def _figure2() -> TableSpec:
     for radius in ("8/255", "12/255"):
         for column, label in schemes:
             sources = tuple(Coordinates(column=column, loss=loss) for loss in SEA_LOSSES)
-            cells = tuple(c for source in sources for c in _acc_miou_cells(source, radius)) + (
+            cells = tuple(c for source in sources for c in acc_miou_cells(source, radius)) + (
                 CellSpec(sources, worst_case_acc(radius, (WORST,) * len(SEA_LOSSES))),)
             rows.append(RowSpec((radius, label), cells))
     columns = tuple((LOSS_LABELS[loss], m) for loss in SEA_LOSSES for m in ("ACC", "mIoU")) + (

@@ -1,0 +1,228 @@
+"""The zoo of published models (configs/model/zoo/): listing, composition, the SEA-paper checkpoint format, the whole
+download -> convert -> evaluate path against a local HTTP server, refused files, and the ranked leaderboard."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from robust_seg.reporting import published
+from robust_seg.zoo import ZOO_DIR, zoo_models
+from tests.conftest import ROOT, compose_config
+from tests.test_run_integrity import ASSET, CLEAN_ASSET, call
+
+RUN = ["logger=none", "dataset.synthetic.num_val=2", "max_images=2", "batch_size=2", "attack=sea",
+       "++attack.options.iterations=2", "attack.eps=[0,4/255,8/255]", "diagnostics=false"]
+TINY_ENTRY = """\
+defaults:
+  - /model/small_upernet_convnext@_here_
+  - _self_
+
+name: {name}
+checkpoint: null
+checkpoint_format: sea_upernet
+zoo:
+  dataset: synthetic
+  threat_model: Linf
+  training: test entry
+  source: tests/test_zoo.py
+  paper: sea_table3/voc_upernet_convnext_t_pirat_5step_50ep
+"""
+
+
+# ----------------------------------------------------------------------------------------------- official format
+def official_sea_upernet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This project's segmentor keys -> the key names of the SEA paper's released UPerNet checkpoints, written
+    from ``semseg/models/uperforseg.py`` and ``backbones/convnext_orig.py`` of nmndeep/Robust-Segmentation
+    (ConvNeXt: ``downsample_layers``, ``stages.{i}.{j}.{dwconv,norm,pwconv1,pwconv2,gamma}``; heads:
+    ``UperNetConvModule`` = ``conv`` + ``batch_norm``, ``classifier``)."""
+    rules = [(r"^segmentor\.backbone\.stem\.stem\.", "backbone.downsample_layers.0.stem."),
+             (r"^segmentor\.backbone\.stages\.(\d)\.downsample\.", r"backbone.downsample_layers.\1."),
+             (r"^segmentor\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.", r"backbone.stages.\1.\2.dwconv."),
+             (r"^segmentor\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc(\d)\.", r"backbone.stages.\1.\2.pwconv\3."),
+             (r"^segmentor\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.", r"backbone.stages.\1.\2."),
+             (r"^segmentor\.(decode_head|auxiliary_head)\.conv_seg\.", r"\1.classifier."),
+             (r"^segmentor\.(decode_head|auxiliary_head)\.(.*)\.bn\.", r"\1.\2.batch_norm."),
+             (r"^segmentor\.", "")]
+    official = {}
+    for key, value in state.items():
+        for pattern, replacement in rules:
+            if re.search(pattern, key):
+                official[re.sub(pattern, replacement, key)] = value
+                break
+    return official
+
+
+def shipped_state(path: Path = ASSET) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)
+
+
+def test_sea_upernet_converter_maps_the_official_names_back_exactly():
+    from robust_seg.errors import CheckpointError
+    from robust_seg.models.checkpoints import resolve_checkpoint_format, segmentation_state
+
+    ours = shipped_state()
+    official = official_sea_upernet(ours)
+    for name in ("backbone.downsample_layers.0.stem.3.weight", "backbone.downsample_layers.2.0.bias",
+                 "backbone.stages.2.1.dwconv.weight", "backbone.stages.0.0.pwconv2.bias", "backbone.stages.3.0.gamma",
+                 "backbone.norm3.weight", "decode_head.psp_modules.3.1.batch_norm.running_var",
+                 "decode_head.fpn_bottleneck.conv.weight", "decode_head.lateral_convs.0.batch_norm.weight",
+                 "decode_head.classifier.bias", "auxiliary_head.convs.0.batch_norm.weight",
+                 "auxiliary_head.classifier.weight"):
+        assert name in official, name
+    assert resolve_checkpoint_format(official, "auto", "x") == "sea_upernet"
+    converted = segmentation_state(official, "sea_upernet", "x")
+    assert converted.keys() == ours.keys() and all(torch.equal(converted[k], ours[k]) for k in ours)
+    with pytest.raises(CheckpointError, match="keys the converter does not know: backbone.extra"):
+        segmentation_state({**official, "backbone.extra": torch.zeros(1)}, "sea_upernet", "x")
+    with pytest.raises(CheckpointError, match="not a SEA-paper UPerNet checkpoint"):
+        segmentation_state({k[len("segmentor."):]: v for k, v in ours.items()}, "sea_upernet", "x")
+
+
+# ----------------------------------------------------------------------------------------------- the registry
+def test_every_zoo_entry_is_listed_composes_for_its_dataset_and_cites_the_paper():
+    from robust_seg.config_checks import check_evaluate_config
+    from robust_seg.errors import ConfigError
+    from robust_seg.models.checkpoints import CHECKPOINT_FORMATS
+
+    models = zoo_models()
+    assert sorted(m.name for m in models) == sorted(p.stem for p in ZOO_DIR.glob("*.yaml")) and len(models) >= 8
+    code, out, _ = call("zoo")
+    assert code == 0 and all(f"| {m.name} | {m.dataset} |" in out for m in models)
+    for model in models:
+        cfg = compose_config("evaluate", [f"model=zoo/{model.name}", f"dataset={model.dataset}"])
+        check_evaluate_config(cfg)
+        assert cfg.model.name == model.name and cfg.model.checkpoint.startswith("https://")
+        assert cfg.model.checkpoint_format in CHECKPOINT_FORMATS and model.paper is not None
+        other = "ade20k" if model.dataset != "ade20k" else "pascal_voc"
+        with pytest.raises(ConfigError, match=f"trained on {model.dataset}, not {other}: add dataset={model.dataset}"):
+            check_evaluate_config(compose_config("evaluate", [f"model=zoo/{model.name}", f"dataset={other}"]))
+    by_name = {m.name: m for m in models}
+    assert by_name["pirat-upernet-convnext-t-voc"].paper["radii"]["8/255"] == {"acc": 71.2, "miou": 37.0}
+    assert published.TABLE3["voc_upernet_convnext_t_pirat_5step_50ep"][5] == 37.0  # one source: published.py
+    assert by_name["mmseg-segformer-mit-b3-cityscapes"].paper["minimal_norm"]["untargeted"]["alma_prox"] == [0.33, 0.33]
+    assert "mIoU 75.2 clean, 37.0 at 8/255" in out
+    code, _, err = call("zoo", "--dataset", "kitti")
+    assert code == 2 and "choose from: ade20k, cityscapes, pascal_voc" in err
+
+
+# ----------------------------------------------------------------------------------------------- served checkpoints
+@pytest.fixture
+def server(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def _tiny_zoo(tmp_path: Path, *names: str) -> str:
+    """A config search path holding zoo entries of the shipped architecture (the real ones need real data)."""
+    for name in names:
+        entry = tmp_path / "zoo_configs" / "model" / "zoo" / f"{name}.yaml"
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_text(TINY_ENTRY.format(name=name))
+    return f"hydra.searchpath=[file://{tmp_path / 'zoo_configs'}]"
+
+
+def test_a_served_official_checkpoint_evaluates_like_the_original_with_paper_columns(tmp_path, server, monkeypatch):
+    served, base = server
+    monkeypatch.setenv("ROBUST_SEG_CACHE", str(tmp_path / "cache"))
+    torch.save(official_sea_upernet(shipped_state()), served / "official.pth")
+    data = (served / "official.pth").read_bytes()
+    (served / "truncated.pth").write_bytes(data[: len(data) // 3])
+    search = _tiny_zoo(tmp_path, "tiny-pirat")
+    with contextlib.chdir(tmp_path):
+        code, _, err = call("evaluate", *RUN, search, "model=zoo/tiny-pirat", f"model.checkpoint={base}/official.pth",
+                            "run_name=zoo")
+        assert code == 0, err
+        code, _, err = call("evaluate", *RUN, "run_name=direct")  # the shipped model itself
+        assert code == 0, err
+        zoo = json.loads(Path("outputs/evaluate/zoo/results.json").read_text())
+        direct = json.loads(Path("outputs/evaluate/direct/results.json").read_text())
+        assert zoo["radii"] == direct["radii"]  # the converted official checkpoint is the same model
+        assert zoo["provenance"]["model"]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert zoo["paper"]["radii"]["8/255"] == {"acc": 71.2, "miou": 37.0}
+        report = Path("outputs/evaluate/zoo/results.md").read_text()
+        assert "## Paper vs measured (SEA paper Table 3 (voc_upernet_convnext_t_pirat_5step_50ep))" in report
+        measured = zoo["radii"]["8/255"]["worst_case"]
+        assert f"| 8/255 | 71.2 | {measured['acc']:.1f} | 37.0 | {measured['miou']:.1f} |" in report
+        assert "paper" not in direct and "Paper vs measured" not in Path("outputs/evaluate/direct/results.md").read_text()
+
+        for bad, fragment in ((["model.checkpoint_sha256=" + "0" * 64], "sha256"),
+                              ([f"model.checkpoint={base}/truncated.pth"], "cannot read checkpoint")):
+            overrides = [f"model.checkpoint={base}/official.pth", *bad]
+            code, _, err = call("evaluate", *RUN, search, "model=zoo/tiny-pirat", *overrides, "run_name=bad")
+            lines = err.strip().splitlines()
+            assert code == 2 and len(lines) == 1 and fragment in lines[0] and lines[0].startswith("error:"), err
+            assert not Path("outputs/evaluate/bad").exists()
+
+
+def test_leaderboard_ranks_measured_models_beside_the_paper_and_lists_unrun_zoo_models(tmp_path, server, monkeypatch):
+    served, base = server
+    monkeypatch.setenv("ROBUST_SEG_CACHE", str(tmp_path / "cache"))
+    torch.save(official_sea_upernet(shipped_state(ASSET)), served / "robust.pth")
+    torch.save(official_sea_upernet(shipped_state(CLEAN_ASSET)), served / "clean.pth")
+    search = _tiny_zoo(tmp_path, "tiny-robust", "tiny-clean")
+    sweep = tmp_path / "multirun"
+    with contextlib.chdir(tmp_path):
+        for name, file in (("tiny-robust", "robust"), ("tiny-clean", "clean")):
+            code, _, err = call("evaluate", *RUN, search, "experiment=zoo_pascal_voc", "dataset=synthetic",
+                                f"model=zoo/{name}", f"model.checkpoint={base}/{file}.pth",
+                                f"hydra.run.dir={sweep}/{name}")
+            assert code == 0, err
+    from robust_seg.reporting.leaderboard import make_leaderboard
+
+    table = make_leaderboard("zoo_pascal_voc", [sweep])
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "rank" not in line]
+    assert rows[0].startswith("| 1 | tiny-robust | Linf |") and rows[1].startswith("| 2 | tiny-clean | Linf |")
+    assert "(37.0, " in rows[0]  # the paper's 8/255 mIoU beside the measured one
+    unrun = [m.name for m in zoo_models("pascal_voc")]
+    assert all(any(row.startswith(f"| – | {name} |") for row in rows[2:]) for name in unrun)
+    assert len(rows) == 2 + len(unrun) and "Gaps:" in table
+    robust = json.loads((sweep / "tiny-robust" / "results.json").read_text())["radii"]["8/255"]["worst_case"]
+    clean = json.loads((sweep / "tiny-clean" / "results.json").read_text())["radii"]["8/255"]["worst_case"]
+    assert robust["miou"] > clean["miou"]  # the ranking follows the measured numbers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [m.name for m in zoo_models()])
+def test_every_zoo_entry_loads_a_served_checkpoint_of_its_format(model, tmp_path, server, monkeypatch):
+    """Each entry's real architecture loads a checkpoint in its published format (random weights, written with
+    the entry's key layout) through the download cache, and predicts its dataset's classes."""
+    from robust_seg.api import load_model
+    from robust_seg.models import build_model
+
+    served, base = server
+    monkeypatch.setenv("ROBUST_SEG_CACHE", str(tmp_path / "cache"))
+    entry = {m.name: m for m in zoo_models()}[model]
+    cfg = compose_config("evaluate", [f"model=zoo/{model}", f"dataset={entry.dataset}", "model.checkpoint=null"])
+    state = build_model(cfg.model, cfg.dataset.num_classes).state_dict()
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) if v.is_floating_point() and "running_var" not in k else v
+             for k, v in state.items()}
+    if entry.checkpoint_format == "sea_upernet":
+        torch.save(official_sea_upernet(state), served / "model.pth")
+    else:  # the MMSeg model zoo's layout
+        torch.save({"meta": {"CLASSES": None}, "state_dict": {k[len("segmentor."):]: v for k, v in state.items()}},
+                   served / "model.pth")
+    loaded = load_model(f"zoo/{model}", checkpoint=f"{base}/model.pth")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
+    with torch.no_grad():
+        logits = loaded(torch.rand(1, 3, 64, 64))
+    assert logits.shape == (1, cfg.dataset.num_classes, 64, 64)
