@@ -185,7 +185,7 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         check_finite_logits(evaluation.model, images, batch["name"], batch_index)
         indices = [int(i) for i in batch["index"]]
         record = {"batch": batch_index, "names": list(batch["name"]), "indices": indices, "acc": {}}
-        figure = {} if state["figure"] is None else None
+        figure = {} if state["figure"] is None and cfg.figure_images > 0 else None
         by_radius = {}
         for radius_index, (radius, key) in enumerate(runs):
             # within the batch: this radius' iterations (passes, queries) with their ETA

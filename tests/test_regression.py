@@ -1,0 +1,34 @@
+"""The numbers of a fixed set of tiny runs (every attack kind, the main job, a calibration evaluation, one epoch of
+AT, CALS-ALM and PIR-AT) are those recorded in tests/regression/expected.json (scripts/regression_runs.py): a
+change of the code's shape must not change a single result. Re-record only for an intended change of results."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from tests.conftest import ROOT
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("regression_runs", ROOT / "scripts" / "regression_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_runs_give_the_recorded_numbers(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    script = _script()
+    expected = json.loads(script.EXPECTED.read_text())
+    assert sorted(expected) == sorted(script.RUNS)
+    actual = script.run_all(list(script.RUNS))
+    assert script.differences(expected, actual) == []
+
+
+def test_the_comparison_sees_a_changed_number():
+    script = _script()
+    expected = {"run": {"radii.8/255.worst_case.acc": 71.25, "images": 2}}
+    assert script.differences(expected, {"run": {"radii.8/255.worst_case.acc": 71.25, "images": 2}}) == []
+    changed = script.differences(expected, {"run": {"radii.8/255.worst_case.acc": 71.250001, "images": 2}})
+    assert len(changed) == 1 and "71.25 -> 71.250001" in changed[0]
+    assert "missing images" in script.differences(expected, {"run": {"radii.8/255.worst_case.acc": 71.25}})[0]
