@@ -40,6 +40,8 @@ EXAMPLES = {
         "python -m robust_seg.evaluate model=upernet_convnext_t dataset=pascal_voc dataset.root=DIR \\\n"
         "    model.checkpoint=CKPT attack=sea",
         "python -m robust_seg.evaluate -m attack=sea,segpgd model=embedded,embedded_clean",
+        "python -m robust_seg.zoo; python -m robust_seg.evaluate model=zoo/NAME dataset=DATASET dataset.root=DIR",
+        "python -m robust_seg.data.prepare --list    # datasets: check downloaded archives, lay them out",
     ],
     "train": [
         "python -m robust_seg.train scheme=at schedule.epochs=2",
@@ -52,6 +54,8 @@ def groups() -> dict[str, list[str]]:
     found = {}
     for directory in sorted(p for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra"):
         names = sorted(p.stem for p in directory.glob("*.yaml"))
+        names += [f"{sub.name}/<name> ({len(list(sub.glob('*.yaml')))})" for sub in sorted(directory.iterdir())
+                  if sub.is_dir() and sub.name == "zoo"]  # published models: python -m robust_seg.zoo
         if names:
             found[directory.name] = names
     return found
