@@ -7,9 +7,25 @@ from torch import nn
 
 from robust_seg.attacks.minimal_norm import alma_prox
 from robust_seg.attacks.minimal_norm.constraints import decayed_constraint_mask, dlr_plus, logit_difference
-from robust_seg.attacks.minimal_norm.penalties import p2_penalty, p2_penalty_derivative
+from robust_seg.attacks.minimal_norm.penalties import P2Derivative
 
 torch.set_num_threads(1)
+
+
+def p2_penalty(y: torch.Tensor, rho: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """Eq. 5.9 as the thesis writes it, element-wise (differentiable by autograd on both branches)."""
+    negative = y.clamp(max=0)
+    below = mu * negative / (1 - rho.clamp(min=1) * negative)
+    above = mu * y + mu * rho * y.square() + rho.square() * y.pow(3) / 6
+    return torch.where(y >= 0, above, below)
+
+
+def p2_penalty_derivative(y: torch.Tensor, rho: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """dP/dy of eq. 5.9 by hand, element-wise."""
+    negative = y.clamp(max=0)
+    below = mu / (1 - rho.clamp(min=1) * negative).square()
+    above = mu + 2 * mu * rho * y + 0.5 * rho.square() * y.square()
+    return torch.where(y >= 0, above, below)
 
 
 def test_penalty_derivative_matches_autograd_and_is_mu_at_zero():
@@ -26,6 +42,10 @@ def test_penalty_derivative_matches_autograd_and_is_mu_at_zero():
     finite = (p2_penalty(y.detach() + h, rho, mu) - p2_penalty(y.detach() - h, rho, mu)) / (2 * h)
     assert torch.allclose(analytic, finite, rtol=1e-5, atol=1e-6)
     assert (analytic > 0).all()  # Axiom 1
+    kernel = P2Derivative(y.detach())  # ALMA prox's form: the same values
+    kernel.set_y(y.detach())
+    kernel.set_rho(rho, rho.clamp(min=1))
+    assert torch.allclose(kernel(mu, torch.empty_like(mu)), analytic, rtol=1e-12, atol=1e-12)
     # eq. 5.9 closed form at hand-picked points
     one = torch.tensor([1.0], dtype=torch.float64)
     assert torch.allclose(p2_penalty(one, 2 * one, 3 * one), torch.tensor([3 + 6 + 4 / 6], dtype=torch.float64))

@@ -220,7 +220,7 @@ def test_apgd_is_reproducible_and_independent_of_batch_composition():
 
 def test_masked_loss_drives_the_gradient_but_apgd_tracks_the_unmasked_objective():
     """App. B.1: the mask enters only the gradient; the step-size rule sees the unmasked loss."""
-    from robust_seg.attacks.losses import cross_entropy, masked_cross_entropy, per_image_mean
+    from robust_seg.attacks.losses import LOSSES, cross_entropy, per_image_mean
     from robust_seg.attacks.pgd import AttackObjective
 
     model = small_conv_model(width=8)
@@ -232,6 +232,6 @@ def test_masked_loss_drives_the_gradient_but_apgd_tracks_the_unmasked_objective(
     points = images.clone().requires_grad_(True)
     logits = model(points)
     torch.testing.assert_close(evaluation.objective, per_image_mean(cross_entropy(logits, labels), labels))
-    (expected_gradient,) = torch.autograd.grad(masked_cross_entropy(logits, labels).sum(), points)
+    (expected_gradient,) = torch.autograd.grad(LOSSES["mask_ce"](logits, labels).sum(), points)
     torch.testing.assert_close(evaluation.gradient, expected_gradient)
     torch.testing.assert_close(evaluation.score, pixel_accuracy(logits.argmax(1), labels))

@@ -14,8 +14,6 @@ from robust_seg.attacks.losses import (
     cosine_similarity_weight,
     cross_entropy,
     jensen_shannon,
-    masked_cross_entropy,
-    masked_spherical,
     per_image_mean,
     predicted_classes,
     spherical,
@@ -125,7 +123,7 @@ def test_js_gradient_matches_app_a_and_vanishes_as_p_y_goes_to_zero():
     assert norms[-1] < 1e-14
 
 
-@pytest.mark.parametrize("loss_fn", [masked_cross_entropy, masked_spherical])
+@pytest.mark.parametrize("loss_fn", [LOSSES["mask_ce"], LOSSES["mask_sph"]])
 def test_masked_losses_have_zero_gradient_on_misclassified_pixels(loss_fn):
     logits, labels = hand_made()
     gradient = logit_gradient(loss_fn, logits, labels)

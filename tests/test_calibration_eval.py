@@ -11,7 +11,7 @@ from robust_seg.errors import ConfigError
 from robust_seg.evaluation.calibration import (SCALED, UNSCALED, CalibrationTotals, EvaluationCalibration,
                                                fit_holdout_temperature, parse_temperature, reliability_bins_of)
 from robust_seg.metrics.calibration import CalibrationAccumulator, calibration_metrics, fit_temperature
-from robust_seg.training.cals import split_train_validation
+from robust_seg.data.splits import split_train_validation
 from tests.conftest import TINY, compose_config
 
 NUM_CLASSES = 6

@@ -13,8 +13,8 @@ from robust_seg.training.cals import (
     HeuristicMultipliers,
     phr_derivative,
     phr_penalty,
-    split_train_validation,
 )
+from robust_seg.data.splits import split_train_validation
 from robust_seg.training.losses import build_train_loss
 
 

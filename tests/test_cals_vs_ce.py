@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from robust_seg.training.cals import split_train_validation
+from robust_seg.data.splits import split_train_validation
 from tests.conftest import ROOT, compose_config
 
 spec = importlib.util.spec_from_file_location("compare_calibration", ROOT / "scripts" / "compare_calibration.py")

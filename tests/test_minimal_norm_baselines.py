@@ -105,8 +105,8 @@ def test_apsr_metrics_closed_form(tmp_path):
     assert summary["success_rate"] == 0.75
     curve = metrics.not_fooled_curve(norms, success, [0.0, 0.5 / 255, 1.0 / 255, 1.0])
     assert curve["percentage"] == pytest.approx([100.0, 75.0, 50.0, 25.0])
-    from_apsr = metrics.not_fooled_percentage_from_apsr({4 / 255: torch.tensor([0.995, 0.5]), 2 / 255: torch.tensor([0.1, 0.2])})
-    assert from_apsr["eps"] == [2 / 255, 4 / 255] and from_apsr["percentage"] == [100.0, 50.0]
+    assert metrics.not_fooled_percentage(torch.tensor([0.995, 0.5])) == 50.0
+    assert metrics.not_fooled_percentage([0.1, 0.2, 0.99]) == pytest.approx(200 / 3)
     cost = metrics.complexity_summary(torch.tensor([500, 300]), torch.tensor([500, 299]), seconds=10.0)
     assert cost == {"forwards": 400.0, "backwards": 399.5, "seconds_per_image": 5.0, "images": 2}
     grid = metrics.default_eps_grid(20)

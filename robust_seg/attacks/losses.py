@@ -169,16 +169,6 @@ def spherical(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.
     return torch.where(valid, loss, torch.zeros_like(loss))
 
 
-def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, **keywords: object) -> torch.Tensor:
-    """L_Mask-CE = 1[argmax_j u_j = y] L_CE(u, y) (Sec. 2.2.2)."""
-    return LOSSES["mask_ce"](logits, labels, **keywords)
-
-
-def masked_spherical(logits: torch.Tensor, labels: torch.Tensor, **keywords: object) -> torch.Tensor:
-    """L_Mask-Sph = -1[argmax_j u_j = y] u_y / ||u||_2 (Sec. 2.2.2)."""
-    return LOSSES["mask_sph"](logits, labels, **keywords)
-
-
 @dataclass(frozen=True)
 class AttackLoss:
     """A registry entry: the loss to differentiate and the objective APGD tracks.

@@ -14,6 +14,7 @@ from robust_seg.attacks.result import AttackResult
 from robust_seg.attacks.targets import TargetMap, parse_target
 from robust_seg.errors import ConfigError
 from robust_seg.metrics.apsr import apsr
+from robust_seg.names import ATTACK_LABELS, COMPONENT_LABELS
 
 # name -> "module:function"; imported on first use.
 ATTACKS: dict[str, str] = {
@@ -31,14 +32,6 @@ ATTACKS: dict[str, str] = {
     "mifgsm_bs": "robust_seg.attacks.minimal_norm:mifgsm_binary_search",
     "pgd_bs": "robust_seg.attacks.minimal_norm:pgd_binary_search",
 }
-ATTACK_LABELS = {"none": "clean", "sea": "SEA", "sea_square": "SEA + Square", "apgd": "APGD", "pgd": "PGD",
-                 "square": "Square", "alma_prox": "ALMA prox", "dag": "DAG", "fmn": "FMN", "pdpgd": "PDPGD",
-                 "ifgsm_bs": "I-FGSM (binary search)", "mifgsm_bs": "MI-FGSM (binary search)",
-                 "pgd_bs": "PGD (binary search)"}
-"""Readable attack names for reports, plots and tables (the exact options stay in ``description``)."""
-COMPONENT_LABELS = {"ce": "CE", "bal_ce": "Bal-CE", "cossim_ce": "CosSim-CE", "js": "JS", "mask_ce": "Mask-CE",
-                    "mask_sph": "Mask-Sph", "sea": "SEA", "square": "Square"}
-"""Readable names of losses and of an ensemble's components."""
 MINIMAL_NORM: set[str] = {"alma_prox", "dag", "fmn", "pdpgd", "ifgsm_bs", "mifgsm_bs", "pgd_bs"}
 """Attacks that minimise the perturbation norm (thesis Ch. 5) instead of working at a fixed radius."""
 

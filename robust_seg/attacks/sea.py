@@ -26,12 +26,8 @@ from robust_seg.attacks.apgd import apgd
 from robust_seg.attacks.invariants import check_linf_box
 from robust_seg.attacks.pgd import draw_image_seeds, mix_seed
 from robust_seg.attacks.result import AttackResult
+from robust_seg.names import ALL_LOSSES, SEA_LOSSES  # noqa: F401  (ALL_LOSSES: Table 8's six-loss variant)
 
-SEA_LOSSES = ("mask_ce", "bal_ce", "js", "mask_sph")
-"""The four losses of SEA (Sec. 2.4)."""
-
-ALL_LOSSES = ("ce", "bal_ce", "cossim_ce", "js", "mask_ce", "mask_sph")
-"""All six losses of Sec. 2.2 (Table 8's 'all losses')."""
 
 _COUNTERS = ("forwards", "backwards")
 

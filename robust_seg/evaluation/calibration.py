@@ -21,7 +21,7 @@ Post-hoc temperature scaling (Guo et al. 2017; thesis Table V-1),
 
 Choice (held-out split for ``fit``): the deterministic ``calibration_holdout_fraction``
 (20%, as Appendix V.2 for PASCAL-VOC: 1464 -> 1171 / 293) of the dataset's
-*training* split, drawn by `robust_seg.training.cals.split_train_validation`
+*training* split, drawn by `robust_seg.data.splits.split_train_validation`
 with ``calibration_holdout_seed`` -- the very images a CALS run with
 ``seed`` = that seed held out for its multipliers. The thesis treats VOC's
 validation split as its test split, so the evaluation split stays untouched.
@@ -72,7 +72,7 @@ def parse_temperature(value) -> float | str | None:
 def fit_holdout_temperature(model, dataset_cfg, *, fraction: float, seed: int, batch_size: int, device,
                             max_pixels: int = TEMPERATURE_FIT_PIXELS) -> float:
     """Temperature minimising the NLL on the held-out part of the training split (module doc)."""
-    from robust_seg.training.cals import split_train_validation
+    from robust_seg.data.splits import split_train_validation
 
     train_split = build_dataset(dataset_cfg, split=dataset_cfg.train_split, train=False)
     _, held_out = split_train_validation(len(train_split), fraction, seed)

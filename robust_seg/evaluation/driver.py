@@ -36,8 +36,8 @@ from robust_seg.evaluation.diagnostics import Diagnostics, not_applicable
 from robust_seg.evaluation.report import write_reports
 from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
-from robust_seg.metrics.apsr import DEFAULT_NU as NU
-from robust_seg.metrics.apsr import complexity_summary, default_eps_grid, norm_summary, not_fooled_curve
+from robust_seg.metrics.apsr import (complexity_summary, default_eps_grid, norm_summary, not_fooled_curve,
+                                     not_fooled_percentage)
 from robust_seg.models import build_model
 from robust_seg.models.external import check_model_output
 from robust_seg.provenance import check_resume, command_overrides, fingerprint, plain_config, software, weights_label
@@ -266,8 +266,8 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
         results["minimal_norm"] = minimal_norm_summary(results["radii"].pop(MINIMAL_NORM_KEY)["worst_case"],
                                                        parse_radii(cfg.attack.eps), state["seconds"])
     else:
-        results["not_fooled_percentage"] = {key: 100.0 * sum(a < NU for a in results["radii"][key]["worst_case"][
-            "per_image"]["apsr"]) / images for key in keys}
+        results["not_fooled_percentage"] = {
+            key: not_fooled_percentage(results["radii"][key]["worst_case"]["per_image"]["apsr"]) for key in keys}
     if calibration is not None:
         results["calibration"] = calibration.summary()
     paper = paper_numbers(cfg.model.zoo.paper if cfg.model.get("zoo") else None)

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 
 from robust_seg.evaluation.calibration import calibration_markdown, write_calibration_reports  # noqa: E402
 from robust_seg.metrics.apsr import save_failure_curves_png  # noqa: E402
+from robust_seg.names import COMPONENT_LABELS  # noqa: E402
 from robust_seg.radii import parse_radius  # noqa: E402
 from robust_seg.reporting.files import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -22,8 +23,6 @@ WORST = "worst_case"
 
 def component_label(name: str, attack: str) -> str:
     """``attack (worst case)`` for the worst case, the readable name of a loss or component otherwise."""
-    from robust_seg.attacks.registry import COMPONENT_LABELS
-
     return f"{attack} (worst case)" if name == WORST else COMPONENT_LABELS.get(name, name)
 
 

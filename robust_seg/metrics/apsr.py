@@ -53,11 +53,6 @@ def apsr(predictions: torch.Tensor, labels: torch.Tensor, target_labels: torch.T
     return hits.double() / count.clamp_min(1).double()
 
 
-def attack_success(apsr_values: torch.Tensor, nu: float = DEFAULT_NU) -> torch.Tensor:
-    """(B,) bool: APSR >= nu."""
-    return apsr_values >= nu
-
-
 def linf_norms(adv_images: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """||adv - x||_inf per image, float64 (B,)."""
     return (adv_images.double() - images.double()).flatten(1).abs().amax(1)
@@ -99,17 +94,10 @@ def not_fooled_curve(norms: torch.Tensor, success: torch.Tensor, eps: Sequence[f
     return {"eps": eps.tolist(), "fraction": fraction.tolist(), "percentage": (100.0 * fraction).tolist()}
 
 
-def not_fooled_percentage_from_apsr(apsr_by_eps: Mapping[float, torch.Tensor], nu: float = DEFAULT_NU) -> dict:
-    """SEA App. C.4 metric from fixed-radius attacks: % of images with APSR < nu, per eps.
-
-    ``apsr_by_eps`` maps each radius to the per-image APSR (B,) an eps-bounded
-    attack reached. Returns {'eps': [...], 'percentage': [...]} sorted by eps.
-    """
-    radii = sorted(apsr_by_eps)
-    return {
-        "eps": [float(e) for e in radii],
-        "percentage": [100.0 * float((apsr_by_eps[e].double() < nu).double().mean()) for e in radii],
-    }
+def not_fooled_percentage(apsr_values: Sequence[float] | torch.Tensor, nu: float = DEFAULT_NU) -> float:
+    """SEA App. C.4 from a fixed-radius attack: the % of images it left with APSR < nu (per-image APSR values)."""
+    values = torch.as_tensor(apsr_values, dtype=torch.float64)
+    return 100.0 * int((values < nu).sum()) / len(values)
 
 
 def complexity_summary(forwards: torch.Tensor, backwards: torch.Tensor, seconds: float) -> dict:

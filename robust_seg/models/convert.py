@@ -157,11 +157,6 @@ def _semseg_error(message: str) -> Exception:
     return CheckpointError(message)
 
 
-def _bn(source: str, target: str) -> list[tuple[str, str]]:
-    return [(f"{source}.{p}", f"{target}.{p}") for p in ("weight", "bias", "running_mean", "running_var",
-                                                         "num_batches_tracked")]
-
-
 def _semseg_head_names(state: Mapping[str, torch.Tensor]) -> tuple[str, str]:
     """(classifier, auxiliary) prefixes: ``cls``/``aux`` (PSPNet, DeepLabV3, AT/SAT) or ``cls1``/``aux_cls1`` (DDC-AT)."""
     if any(k.startswith("cls1.") for k in state):

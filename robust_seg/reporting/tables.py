@@ -40,6 +40,7 @@ from typing import Callable, Iterable, Sequence
 
 import yaml
 
+from robust_seg.names import ALL_LOSSES, SEA_LOSSES, loss_label
 from robust_seg.reporting import published
 
 ROWS_GROUP = re.compile(r"^\+?experiment/(\w+_rows)=(.+)$")
@@ -314,9 +315,6 @@ def _fill(cell: CellSpec | None, by_coordinates: dict[Coordinates, list[Run]], p
 
 # ----------------------------------------------------------------------------------------------- the tables
 ACC_MIOU = ("Acc", "mIoU")
-SEA_LOSSES = ("mask_ce", "bal_ce", "js", "mask_sph")
-LOSS_LABELS = {"ce": "L_CE", "bal_ce": "L_Bal-CE", "cossim_ce": "L_CosSim-CE", "js": "L_JS",
-               "mask_ce": "L_Mask-CE", "mask_sph": "L_Mask-Sph."}
 TABLE3_ROWS = (  # (row config, dataset section, training, init, steps, architecture)
     ("voc_pspnet_r50_ddcat", "PASCAL-VOC: 50 epochs", "DDC-AT (Xu et al., 2021)", "clean", "3", "PSPNet + RN-50"),
     ("voc_pspnet_r50_at_xu", "PASCAL-VOC: 50 epochs", "AT (Xu et al., 2021)", "clean", "3", "PSPNet + RN-50"),
@@ -403,11 +401,12 @@ CLEAN_AND_ROBUST = (("voc_upernet_convnext_t_clean", "clean", ("0.25/255", "0.5/
 
 
 def _table2() -> TableSpec:
-    losses = ("ce", "bal_ce", "cossim_ce", "js", "mask_ce", "mask_sph", WORST)
+    losses = (*ALL_LOSSES, WORST)
     rows = tuple(RowSpec((label, radius), tuple(c for loss in losses for c in acc_miou_cells(
         Coordinates(row=config, column="six_losses_100"), radius, loss)), published.TABLE2[(label, radius)])
         for config, label, radii in CLEAN_AND_ROBUST for radius in radii)
-    columns = tuple((LOSS_LABELS.get(loss, "worst case over losses"), m) for loss in losses for m in ACC_MIOU)
+    columns = tuple((loss_label(loss) if loss != WORST else "worst case over losses", m)
+                    for loss in losses for m in ACC_MIOU)
     return TableSpec("table2", "table2_losses", "SEA paper Table 2: APGD (100 iter.) on each loss, PASCAL-VOC",
                      ("model", "eps"), columns, rows)
 
@@ -452,8 +451,8 @@ def _table9() -> TableSpec:
                 CellSpec(source, worst_case_acc(radius, losses)) for losses in subsets.values()) + (
                 CellSpec(source, metric(radius, "acc")),)
             rows.append(RowSpec((label, radius), cells, published.TABLE9[(config, radius)]))
-    columns = tuple(("individual losses", LOSS_LABELS[loss]) for loss in SEA_LOSSES) + tuple(
-        ("subsets of three losses", f"{name}: " + " + ".join(LOSS_LABELS[l] for l in losses))
+    columns = tuple(("individual losses", loss_label(loss)) for loss in SEA_LOSSES) + tuple(
+        ("subsets of three losses", f"{name}: " + " + ".join(loss_label(l) for l in losses))
         for name, losses in subsets.items()) + (("all (SEA)", "SEA"),)
     return TableSpec("table9", "table9_sea_components", "SEA paper Table 9: ACC of SEA's components and subsets",
                      ("model", "eps"), columns, tuple(rows))
@@ -469,7 +468,7 @@ def _figure2() -> TableSpec:
             cells = tuple(c for source in sources for c in acc_miou_cells(source, radius)) + (
                 CellSpec(sources, worst_case_acc(radius, (WORST,) * len(SEA_LOSSES))),)
             rows.append(RowSpec((radius, label), cells))
-    columns = tuple((LOSS_LABELS[loss], m) for loss in SEA_LOSSES for m in ("ACC", "mIoU")) + (
+    columns = tuple((loss_label(loss), m) for loss in SEA_LOSSES for m in ("ACC", "mIoU")) + (
         ("worst case over losses", "ACC"),)
     return TableSpec("figure2", "figure2_radius_schedules",
                      "SEA paper Figure 2 (ACC) and Figure 3 (mIoU): const-eps vs red-eps APGD, PIR-AT on PASCAL-VOC",

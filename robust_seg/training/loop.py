@@ -129,7 +129,7 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
         if hold_out is False:
             raise ConfigError(f"scheme.hold_out_validation=false, but the {loss_name} loss needs the held-out "
                               "split for its multipliers")
-        from robust_seg.training.cals import split_train_validation
+        from robust_seg.data.splits import split_train_validation
 
         train_ids, held_out = split_train_validation(len(train_set), cfg.scheme.validation_fraction, cfg.seed)
         if _uses_validation_split(train_loss):

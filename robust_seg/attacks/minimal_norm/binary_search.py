@@ -24,11 +24,10 @@ from torch.nn import functional as F
 from robust_seg.attacks.losses import predicted_classes
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.minimal_norm.constraints import dlr_plus
-from robust_seg.attacks.minimal_norm.tracking import AttackProblem, BestIterate
+from robust_seg.attacks.minimal_norm.tracking import GRADIENT_FLOOR, AttackProblem, BestIterate
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.apsr import DEFAULT_NU
 
-GRADIENT_FLOOR = 1e-12
 BINARY_SEARCH_STEPS = 13
 
 
@@ -86,7 +85,7 @@ def mifgsm(model, problem: AttackProblem, tracker: BestIterate, radius: torch.Te
                      momentum=decay, random_start=False)
 
 
-def pgd(model, problem: AttackProblem, tracker: BestIterate, radius: torch.Tensor, *, loss: str = "ce",
+def pgd_at_radius(model, problem: AttackProblem, tracker: BestIterate, radius: torch.Tensor, *, loss: str = "ce",
         iterations: int = 40, restarts: int = 1, relative_step: float = 0.1 / 3):
     """PGD (Madry et al. 2018) at per-image radius; restarts after the first start uniformly in the ball."""
     for restart in range(restarts):
@@ -137,5 +136,5 @@ def pgd_binary_search(model, images, labels, *, targeted=False, target_labels=No
                       steps=BINARY_SEARCH_STEPS, loss="ce", iterations=40, restarts=1) -> AttackResult:
     """PGD CE / DLR, 13 x 40 (restarts=1) or 13 x 4 x 10 (iterations=10, restarts=4) (Table 5.1)."""
     return binary_search_minimal_norm(model, images, labels,
-                                      partial(pgd, loss=loss, iterations=iterations, restarts=restarts),
+                                      partial(pgd_at_radius, loss=loss, iterations=iterations, restarts=restarts),
                                       targeted=targeted, target_labels=target_labels, nu=nu, steps=steps)

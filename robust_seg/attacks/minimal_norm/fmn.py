@@ -17,11 +17,10 @@ import torch
 
 from robust_seg.attacks.losses import predicted_classes
 from robust_seg.attacks.minimal_norm.constraints import logit_difference
-from robust_seg.attacks.minimal_norm.tracking import AttackProblem, BestIterate
+from robust_seg.attacks.minimal_norm.tracking import GRADIENT_FLOOR, AttackProblem, BestIterate
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.apsr import DEFAULT_NU
 
-GRADIENT_FLOOR = 1e-12
 
 
 def fmn_linf(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, targeted: bool = False,

@@ -15,6 +15,9 @@ from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.apsr import attacked_pixels, linf_norms
 from robust_seg.metrics.segmentation import pixel_accuracy
 
+GRADIENT_FLOOR = 1e-12
+"""Smallest gradient norm a minimal-norm attack divides by (a zero gradient gives a zero step)."""
+
 
 class AttackProblem:
     """The labels an attack works on: constraint labels (true or target), attacked-pixel mask, counts."""

@@ -1,0 +1,26 @@
+"""Names shared by the attacks and the reports, without importing either: SEA's losses, readable labels.
+
+A report or table (``robust_seg.reporting``) reads these without loading torch; the attacks use the same tuples.
+"""
+from __future__ import annotations
+
+SEA_LOSSES = ("mask_ce", "bal_ce", "js", "mask_sph")
+"""The four losses of SEA (SEA paper Sec. 2.4)."""
+
+ALL_LOSSES = ("ce", "bal_ce", "cossim_ce", "js", "mask_ce", "mask_sph")
+"""All six losses of Sec. 2.2 (Table 8's 'all losses')."""
+
+ATTACK_LABELS = {"none": "clean", "sea": "SEA", "sea_square": "SEA + Square", "apgd": "APGD", "pgd": "PGD",
+                 "square": "Square", "alma_prox": "ALMA prox", "dag": "DAG", "fmn": "FMN", "pdpgd": "PDPGD",
+                 "ifgsm_bs": "I-FGSM (binary search)", "mifgsm_bs": "MI-FGSM (binary search)",
+                 "pgd_bs": "PGD (binary search)"}
+"""Readable attack names for reports, plots and tables (the exact options stay in the attack's description)."""
+
+COMPONENT_LABELS = {"ce": "CE", "bal_ce": "Bal-CE", "cossim_ce": "CosSim-CE", "js": "JS", "mask_ce": "Mask-CE",
+                    "mask_sph": "Mask-Sph", "sea": "SEA", "square": "Square"}
+"""Readable names of losses and of an ensemble's components."""
+
+
+def loss_label(loss: str) -> str:
+    """A loss as the SEA paper's tables write it, e.g. ``L_Mask-CE``."""
+    return f"L_{COMPONENT_LABELS.get(loss, loss)}"
