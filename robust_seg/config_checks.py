@@ -107,6 +107,8 @@ def check_attack_options(attack) -> None:
         name = f"attack.options.{key}"
         if key in POSITIVE_INT_OPTIONS:
             positive_int(name, value)
+        elif key == "step_size" and isinstance(value, str) and value != "paper":
+            raise ConfigError(f"{name}={value!r}: a number, or 'paper' for the paper's step sizes")
         elif isinstance(value, float):
             finite_number(name, value)
         if not registry_losses:

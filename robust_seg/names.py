@@ -10,12 +10,6 @@ SEA_LOSSES = ("mask_ce", "bal_ce", "js", "mask_sph")
 ALL_LOSSES = ("ce", "bal_ce", "cossim_ce", "js", "mask_ce", "mask_sph")
 """All six losses of Sec. 2.2 (Table 8's 'all losses')."""
 
-ATTACK_LABELS = {"none": "clean", "sea": "SEA", "sea_square": "SEA + Square", "apgd": "APGD", "pgd": "PGD",
-                 "square": "Square", "alma_prox": "ALMA prox", "dag": "DAG", "fmn": "FMN", "pdpgd": "PDPGD",
-                 "ifgsm_bs": "I-FGSM (binary search)", "mifgsm_bs": "MI-FGSM (binary search)",
-                 "pgd_bs": "PGD (binary search)"}
-"""Readable attack names for reports, plots and tables (the exact options stay in the attack's description)."""
-
 COMPONENT_LABELS = {"ce": "CE", "bal_ce": "Bal-CE", "cossim_ce": "CosSim-CE", "js": "JS", "mask_ce": "Mask-CE",
                     "mask_sph": "Mask-Sph", "sea": "SEA", "square": "Square"}
 """Readable names of losses and of an ensemble's components."""

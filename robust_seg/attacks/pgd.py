@@ -231,7 +231,7 @@ def pgd(
     eps: float,
     loss: str = "ce",
     iterations: int,
-    step_size: float,
+    step_size: float | str = "paper",
     random_start: bool = False,
     targeted: bool = False,
     target_labels: torch.Tensor | None = None,
@@ -244,12 +244,17 @@ def pgd(
     ``random_start``) counts as iterate 0: iterates 0..T-1 cost a forward+backward each and
     iterate T a forward only. Iteration-dependent losses see t = 1..T at the gradient that
     produces iterate t. For masked losses the "loss" compared is the unmasked tracked
-    objective (as in APGD). ``eps == 0`` returns the clean predictions after one forward.
+    objective (as in APGD). ``eps == 0`` returns the clean predictions after one forward. ``step_size="paper"``:
+    the paper's step size for ``eps`` and ``iterations`` (:func:`paper_step_size`).
     """
     objective = AttackObjective(model, labels, loss, total_steps=iterations, targeted=targeted, target_labels=target_labels)
     images = images.detach()
     if eps == 0 or iterations == 0:
         return attack_result(images, labels, eps, Iterate.of(images, objective(images, 1, need_gradient=False)), objective)
+    if isinstance(step_size, str):
+        if step_size != "paper":
+            raise ValueError(f"step_size={step_size!r}: a number, or 'paper' for the paper's rule")
+        step_size = paper_step_size(eps, iterations)
     if random_start:
         seeds = image_seeds if image_seeds is not None else draw_image_seeds(images.shape[0], generator)
         points = uniform_random_start(images, eps, seeds)

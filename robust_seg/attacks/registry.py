@@ -1,7 +1,7 @@
-"""Attack names of the ``attack`` config group -> attack functions, with option checking."""
+"""The ``attack`` config group as data: each name's :class:`AttackSpec` (function, readable name, kind), and
+:class:`ResolvedAttack`, an attack with checked options that the evaluation driver runs on every batch."""
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -9,36 +9,50 @@ from typing import Any, Callable
 import torch
 from omegaconf import OmegaConf
 
+from robust_seg.attacks.apgd import apgd
+from robust_seg.attacks.black_box import sea_square, square
 from robust_seg.attacks.clean import clean
+from robust_seg.attacks.minimal_norm import (alma_prox, dag, fmn_linf, ifgsm_binary_search, mifgsm_binary_search,
+                                             pdpgd_linf, pgd_binary_search)
+from robust_seg.attacks.pgd import pgd
 from robust_seg.attacks.result import AttackResult
+from robust_seg.attacks.sea import sea
 from robust_seg.attacks.targets import TargetMap, parse_target
 from robust_seg.errors import ConfigError
 from robust_seg.metrics.apsr import apsr
-from robust_seg.names import ATTACK_LABELS, COMPONENT_LABELS
+from robust_seg.names import COMPONENT_LABELS
 
-# name -> "module:function"; imported on first use.
-ATTACKS: dict[str, str] = {
-    "none": "robust_seg.attacks.clean:clean",
-    "sea": "robust_seg.attacks.sea:sea",
-    "apgd": "robust_seg.attacks.apgd:apgd",
-    "pgd": "robust_seg.attacks.pgd:pgd",
-    "square": "robust_seg.attacks.black_box:square",
-    "sea_square": "robust_seg.attacks.black_box:sea_square",
-    "alma_prox": "robust_seg.attacks.minimal_norm:alma_prox",
-    "dag": "robust_seg.attacks.minimal_norm:dag",
-    "fmn": "robust_seg.attacks.minimal_norm:fmn_linf",
-    "pdpgd": "robust_seg.attacks.minimal_norm:pdpgd_linf",
-    "ifgsm_bs": "robust_seg.attacks.minimal_norm:ifgsm_binary_search",
-    "mifgsm_bs": "robust_seg.attacks.minimal_norm:mifgsm_binary_search",
-    "pgd_bs": "robust_seg.attacks.minimal_norm:pgd_binary_search",
+BOUNDED, MINIMAL_NORM = "bounded", "minimal_norm"
+MINIMAL_NORM_KEY = "minimal_norm"
+"""The results key of a minimal-norm attack's single run per batch (a bounded attack's keys are its radii)."""
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack of the ``attack`` config group: its function ``attack(model, images, labels, **options)``, its
+    readable name, and its kind: ``bounded`` (run at each radius ``eps``, SEA paper) or ``minimal_norm`` (run once
+    per batch, returns each image's smallest perturbation norm, thesis Ch. 5)."""
+
+    function: Callable
+    label: str
+    kind: str = BOUNDED
+
+
+ATTACKS: dict[str, AttackSpec] = {
+    "none": AttackSpec(clean, "clean"),
+    "sea": AttackSpec(sea, "SEA"),
+    "apgd": AttackSpec(apgd, "APGD"),
+    "pgd": AttackSpec(pgd, "PGD"),
+    "square": AttackSpec(square, "Square"),
+    "sea_square": AttackSpec(sea_square, "SEA + Square"),
+    "alma_prox": AttackSpec(alma_prox, "ALMA prox", MINIMAL_NORM),
+    "dag": AttackSpec(dag, "DAG", MINIMAL_NORM),
+    "fmn": AttackSpec(fmn_linf, "FMN", MINIMAL_NORM),
+    "pdpgd": AttackSpec(pdpgd_linf, "PDPGD", MINIMAL_NORM),
+    "ifgsm_bs": AttackSpec(ifgsm_binary_search, "I-FGSM (binary search)", MINIMAL_NORM),
+    "mifgsm_bs": AttackSpec(mifgsm_binary_search, "MI-FGSM (binary search)", MINIMAL_NORM),
+    "pgd_bs": AttackSpec(pgd_binary_search, "PGD (binary search)", MINIMAL_NORM),
 }
-MINIMAL_NORM: set[str] = {"alma_prox", "dag", "fmn", "pdpgd", "ifgsm_bs", "mifgsm_bs", "pgd_bs"}
-"""Attacks that minimise the perturbation norm (thesis Ch. 5) instead of working at a fixed radius."""
-
-
-def _import(path: str) -> Callable:
-    module, function = path.split(":")
-    return getattr(importlib.import_module(module), function)
 
 
 def _seed(parts: tuple[int, ...]) -> int:
@@ -64,13 +78,25 @@ class ResolvedAttack:
     """
 
     name: str
-    function: Callable
     options: dict[str, Any] = field(default_factory=dict)
     target: TargetMap | None = None
 
     @property
+    def spec(self) -> AttackSpec:
+        return ATTACKS[self.name]
+
+    @property
+    def function(self) -> Callable:
+        return self.spec.function
+
+    @property
     def minimal_norm(self) -> bool:
-        return self.name in MINIMAL_NORM
+        return self.spec.kind == MINIMAL_NORM
+
+    def runs(self, radii: list[float], keys: list[str]) -> list[tuple[float | None, str]]:
+        """(radius, results key) of each run on a batch: one per radius for a bounded attack; one without a radius
+        for a minimal-norm attack (its radii only serve the robust-at-eps curve)."""
+        return [(None, MINIMAL_NORM_KEY)] if self.minimal_norm else list(zip(radii, keys))
 
     @property
     def label(self) -> str:
@@ -89,7 +115,7 @@ class ResolvedAttack:
             parts.append(f"{options['queries']} queries")
         if self.target is not None:
             parts.append(f"targeted: {self.target.description}")
-        name = ATTACK_LABELS.get(self.name, self.name)
+        name = self.spec.label
         return f"{name} ({', '.join(parts)})" if parts else name
 
     def expected_passes(self) -> int | None:
@@ -138,10 +164,6 @@ class ResolvedAttack:
             kwargs["seed"] = _seed(seed)
         if eps is not None and "eps" in parameters:
             kwargs["eps"] = eps
-        if kwargs.get("step_size") == "paper":
-            from robust_seg.attacks.pgd import paper_step_size
-
-            kwargs["step_size"] = paper_step_size(eps, kwargs.get("iterations", 300))
         return self.function(model, images, labels, **kwargs)
 
 
@@ -149,14 +171,14 @@ def resolve_attack(cfg) -> ResolvedAttack:
     """Check ``cfg.name`` and ``cfg.options`` against the attack's signature; one clear line on error."""
     if cfg.name not in ATTACKS:
         raise ConfigError(f"unknown attack '{cfg.name}' (choose from {', '.join(sorted(ATTACKS))})")
-    function = _import(ATTACKS[cfg.name])
+    function = ATTACKS[cfg.name].function
     options = OmegaConf.to_container(cfg.options, resolve=True) if OmegaConf.is_config(cfg.options) \
         else dict(cfg.options)
     parameters = inspect.signature(function).parameters
     target = parse_target(getattr(cfg, "target", None))
     if target is not None and "target_labels" not in parameters:
-        targetable = sorted(name for name, path in ATTACKS.items()
-                            if "target_labels" in inspect.signature(_import(path)).parameters)
+        targetable = sorted(name for name, spec in ATTACKS.items()
+                            if "target_labels" in inspect.signature(spec.function).parameters)
         raise ConfigError(f"attack.target: {cfg.name} has no targeted mode (targeted attacks: {', '.join(targetable)})")
     reserved = {"model", "images", "labels", "eps", "generator", "seed", "targeted", "target_labels", "image_seeds",
                 "start"}
@@ -169,4 +191,4 @@ def resolve_attack(cfg) -> ResolvedAttack:
                 isinstance(default, (int, float)) and not isinstance(default, bool) and \
                 not isinstance(value, (int, float)) and value is not None and not isinstance(value, str):
             raise ConfigError(f"attack.options.{key}: expected a {type(default).__name__}, got {value!r}")
-    return ResolvedAttack(cfg.name, function, options, target)
+    return ResolvedAttack(cfg.name, options, target)

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from robust_seg.attacks.invariants import check_linf_box
+from robust_seg.attacks.registry import MINIMAL_NORM_KEY
 from robust_seg.attacks.progress import reporting
 from robust_seg.config_checks import check_evaluate_config
 from robust_seg.data import build_dataset, build_loader
@@ -49,7 +50,7 @@ from robust_seg.run_directory import RunDirectory
 from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
 
 log = logging.getLogger(__name__)
-MINIMAL_NORM_KEY = "minimal_norm"
+
 BATCHES_FILE = "batches.jsonl"
 
 
@@ -121,8 +122,7 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     keys = [format_radius(r) for r in radii]
-    # A minimal-norm attack runs once per batch; its radii only serve the robust-at-eps curve.
-    runs = [(None, MINIMAL_NORM_KEY)] if attack.minimal_norm else list(zip(radii, keys))
+    runs = attack.runs(radii, keys)
     config = plain_config(cfg)
     provenance = {
         "model": {"name": name, **model.weights, "label": weights_label(model.weights),
@@ -246,7 +246,7 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
            class_names: list[str], shard: Shard = Shard(), diagnostics: Diagnostics | None = None) -> dict:
     """Results from the totals (one process, a shard, or merged shards) into the run directory's reports."""
     keys = provenance["radii"]
-    runs = [MINIMAL_NORM_KEY] if attack.minimal_norm else keys
+    runs = [key for _, key in attack.runs(keys, keys)]
     images = len(totals[runs[-1]]["worst_case"].accuracy)
     results = {
         "attack": attack.label, "attack_config": attack.description, "attack_note": cfg.attack.note,

@@ -12,15 +12,13 @@ from robust_seg.radii import parse_radius
 
 def validate(model, val_set, cfg, device, class_names: list[str]) -> dict:
     """``val_acc``/``val_miou`` on the whole validation split; ``robust_acc`` under PGD on its first images."""
-    from robust_seg.attacks.pgd import pgd
-
     was_training = model.training
     model.eval()
     num_classes = len(class_names)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     accuracies, robust = [], []
     eps = parse_radius(cfg.robust_eval.eps, "robust_eval.eps")
-    attack = ResolvedAttack("pgd", pgd, {"iterations": cfg.robust_eval.iterations, "loss": "ce",
+    attack = ResolvedAttack("pgd", {"iterations": cfg.robust_eval.iterations, "loss": "ce",
                                          "step_size": cfg.robust_eval.step_size or 2.5 * eps / max(cfg.robust_eval.iterations, 1)})
     budget = cfg.robust_eval.max_images if cfg.robust_eval.max_images is not None else len(val_set)
     loader = build_loader(val_set, cfg.micro_batch_size or cfg.batch_size, train=False, seed=0)
