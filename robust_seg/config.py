@@ -142,8 +142,18 @@ def zoo_sweep(dataset: str) -> str:
     return ",".join(f"zoo/{model.name}" for model in zoo_models(dataset))
 
 
+def paper_table_sweep(table: str, part: str) -> str:
+    """``${paper_table_sweep:TABLE,rows|columns}`` in a paper table's sweep: its row or column configs, read from the
+    table's data file (``robust_seg.reporting.paper_tables``)."""
+    from robust_seg.reporting.paper_tables import sweep_values
+
+    return sweep_values(table, part)
+
+
 def register_configs() -> None:
     """Store the schemas under the names the primary configs list first in their defaults."""
+    if not OmegaConf.has_resolver("paper_table_sweep"):
+        OmegaConf.register_new_resolver("paper_table_sweep", paper_table_sweep)
     if not OmegaConf.has_resolver("zoo_sweep"):
         OmegaConf.register_new_resolver("zoo_sweep", zoo_sweep)
     if not OmegaConf.has_resolver("asset"):

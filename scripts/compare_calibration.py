@@ -124,7 +124,7 @@ def table(rows: list[dict]) -> str:
 
 def temperature_table(rows: list[dict]) -> str:
     """Thesis Table V-1 layout at eps 0: ECE (%) before and after temperature scaling, with the fitted T."""
-    from robust_seg.metrics.calibration import temperature_scaling_table
+    from robust_seg.metrics.temperature import temperature_scaling_table
 
     entries = {}
     for row in rows:

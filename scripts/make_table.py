@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robust_seg.reporting.leaderboard import is_leaderboard, make_leaderboard  # noqa: E402
-from robust_seg.reporting.tables import FORMATS, TABLES, make_table  # noqa: E402
+from robust_seg.reporting.paper_tables import TABLES, make_table  # noqa: E402
+from robust_seg.reporting.render import FORMATS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,20 +38,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-declare -A EXPERIMENTS=(
-  [table1]=table1_sea_vs_baselines [table2]=table2_losses [table3]=table3_robust_models
-  [table4]=table4_at_vs_pirat [table7]=table7_apgd_vs_pgd [table8]=table8_loss_selection
-  [table9]=table9_sea_components [figure2]=figure2_radius_schedules
-  [thesis_5.1]=thesis_table5_1_minimal_norm [thesis_5.2]=thesis_table5_2_minimal_norm_ddcat
-  [thesis_6.2]=thesis_table6_2_cals_voc
-)
-if [[ $# -lt 1 || -z "${EXPERIMENTS[${1}]+x}" ]]; then
-  echo "usage: $0 TABLE [Hydra overrides...]; TABLE one of: ${!EXPERIMENTS[*]}" >&2
+tables=robust_seg/reporting/paper_tables  # one data file per table: its experiment, rows and published numbers
+if [[ $# -lt 1 || ! -f "$tables/${1}.yaml" ]]; then
+  echo "usage: $0 TABLE [Hydra overrides...]; TABLE one of: $(ls $tables | sed 's/\.yaml$//' | tr '\n' ' ')" >&2
   exit 2
 fi
 table=$1
 shift
-experiment=${EXPERIMENTS[$table]}
+experiment=$(sed -n 's/^experiment: *//p' "$tables/$table.yaml")
 suffix=""
 for override in "$@"; do [[ $override == "+scale=embedded" ]] && suffix="_embedded"; done
 sweep_dir=${ROBUST_SEG_RESULTS:-outputs}/evaluate/multirun/${experiment}${suffix}

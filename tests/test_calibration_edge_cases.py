@@ -7,7 +7,8 @@ import torch
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.errors import RobustSegError
-from robust_seg.metrics.calibration import CalibrationAccumulator, fit_temperature
+from robust_seg.metrics.calibration import CalibrationAccumulator
+from robust_seg.metrics.temperature import fit_temperature
 
 
 def sorted_aece(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from robust_seg.reporting import published
-from robust_seg.reporting.tables import (TABLES, Coordinates, build_table, collect_runs, make_table, table_spec,
-                                         to_csv, to_latex, to_markdown)
+from robust_seg.reporting.paper_tables import TABLES, make_table, table_spec
+from robust_seg.reporting.render import to_csv, to_latex, to_markdown
+from robust_seg.reporting.tables import Coordinates, build_table, collect_runs
 from tests.conftest import ROOT
 
 EXPERIMENTS = ROOT / "configs" / "experiment"
@@ -43,8 +44,14 @@ DESIGNED_GAPS = {"table3": 8}
 
 
 def _sweep(experiment: str) -> dict[str, list[str]]:
-    params = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["hydra"]["sweeper"]["params"]
-    return {key: str(value).split(",") for key, value in params.items()}
+    """The experiment's sweep, its ``${paper_table_sweep:...}`` values resolved from the table's data file."""
+    from omegaconf import OmegaConf
+
+    from robust_seg.config import register_configs
+
+    register_configs()
+    params = OmegaConf.load(EXPERIMENTS / f"{experiment}.yaml").hydra.sweeper.params
+    return {key: str(value).split(",") for key, value in OmegaConf.to_container(params, resolve=True).items()}
 
 
 def _jobs_covering_every_value(experiment: str) -> list[list[str]]:
@@ -394,6 +401,6 @@ def test_labels_come_from_the_results_record_not_from_rewritable_files(tmp_path)
 
 
 def make_table_text(table) -> str:
-    from robust_seg.reporting.tables import to_markdown
+    from robust_seg.reporting.render import to_markdown
 
     return to_markdown(table)

@@ -42,8 +42,8 @@ import torch
 
 from robust_seg.data import build_dataset, build_loader
 from robust_seg.errors import ConfigError
-from robust_seg.metrics.calibration import (CalibrationAccumulator, LabelledPixelSample, ReliabilityBins,
-                                            fit_temperature, plot_reliability_diagram, temperature_scaling_table)
+from robust_seg.metrics.calibration import CalibrationAccumulator, ReliabilityBins, plot_reliability_diagram
+from robust_seg.metrics.temperature import LabelledPixelSample, fit_temperature, temperature_scaling_table
 
 UNSCALED = "T=1"
 SCALED = "temperature_scaled"

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Iterable
 
 from robust_seg.reporting.published import paper_numbers
-from robust_seg.reporting.tables import (ACC_MIOU, FORMATS, SEA_RADII, BuiltTable, Coordinates, RowSpec, Run,
-                                         TableSpec, acc_miou_cells, build_table, collect_runs)
+from robust_seg.reporting.paper_tables import ACC_MIOU, SEA_RADII
+from robust_seg.reporting.render import FORMATS
+from robust_seg.reporting.tables import (BuiltTable, Coordinates, RowSpec, Run, TableSpec, acc_miou_cells, build_table,
+                                         collect_runs)
 
 PREFIX = "zoo_"
 RANK_RADIUS = "8/255"
