@@ -45,7 +45,8 @@ EXAMPLES = {
     ],
     "train": [
         "python -m robust_seg.train scheme=at schedule.epochs=2",
-        "python -m robust_seg.train experiment=train_voc_upernet_convnext_t_pirat_5step_50ep dataset.root=DIR",
+        "python -m robust_seg.train experiment=train_paper experiment/train_setting=ade_segmenter_vit_s \\\n"
+        "    experiment/train_init=at experiment/train_epochs=128ep dataset.root=DIR    # docs/training.md",
     ],
 }
 

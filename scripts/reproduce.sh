@@ -12,7 +12,7 @@
 #                           the thesis tables' targeted Cityscapes runs read cityscapes/thesis_target.png
 #   ROBUST_SEG_OUTPUTS      where the training runs exported their models (default ./outputs):
 #                           $ROBUST_SEG_OUTPUTS/train/train_<row>/model.pt from
-#                           python -m robust_seg.train experiment=train_<row>
+#                           python -m robust_seg.train experiment=train_paper ... (docs/training.md)
 #   ROBUST_SEG_CHECKPOINTS  third-party checkpoints (default ./checkpoints): DDC-AT / AT of Xu et al.,
 #                           the clean UPerNet ConvNeXt-T, MMSeg model-zoo weights for the thesis tables
 #   a CUDA GPU (runtime.device=auto picks it). Results land in outputs/evaluate/multirun/<experiment>

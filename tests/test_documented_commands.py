@@ -18,8 +18,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_HERE = ("dataset=pascal_voc", "dataset=ade20k", "dataset=cityscapes", "/data/", "/ckpt/", "=...",
-            "hydra/launcher=slurm", "experiment=cals_voc", "thesis_table6_2", "experiment=train_voc",
-            "experiment=train_ade", "experiment=table1_sea_vs_baselines")
+            "hydra/launcher=slurm", "experiment=cals_voc", "thesis_table6_2", "experiment=train_paper", "experiment=table1_sea_vs_baselines")
 """Marks of a command that needs real data, checkpoints, a GPU or a cluster: composition only."""
 SKIPPED = ("bash scripts/test.sh", ". .venv/bin/activate", "-m pytest", "experiment=...", "multirun/ade_sea")
 """The test suite itself, shell set-up, and illustrations with an elided experiment name."""

@@ -1,5 +1,6 @@
-"""Every training row of the SEA paper's Tables 3 and 4 has a config that composes with the Table 5 values
-and instantiates (model, optimiser, schedule); `--cfg job` prints those values."""
+"""Every training row of the SEA paper's Tables 3 and 4 composes from experiment=train_paper and its three groups
+(setting, init, epochs) plus the PGD steps, with the Table 5 values, is named as the table rows expect, and
+instantiates (model, optimiser, schedule); `--cfg job` prints those values."""
 import subprocess
 import sys
 from functools import lru_cache
@@ -25,6 +26,12 @@ ROWS = [
 ]
 NAMES = [f"train_{d}_{m}_{s}_{k}step_{e}ep" for d, m, s, k, e in ROWS]
 
+
+def overrides(dataset: str, model: str, scheme: str, steps: int, epochs: int) -> list[str]:
+    """The command-line overrides that train one row."""
+    return ["experiment=train_paper", f"experiment/train_setting={dataset}_{model}", f"experiment/train_init={scheme}",
+            f"experiment/train_epochs={epochs}ep", f"scheme.adversarial.steps={steps}"]
+
 # Table 5: (optimizer, lr, weight decay, momentum/betas, power, decoder lr ratio, aux weight, base, crop).
 TABLE5 = {
     ("voc", "pspnet"): ("sgd", 5e-4, 0.0, 0.9, 0.9, 10, 0.4, 512, 473),
@@ -35,16 +42,32 @@ TABLE5 = {
 WARMUP = {50: 5, 300: 30, 32: 5, 128: 20}  # Table 5: warmup 5/30 for 50/300 epochs, 5/20 for 32/128
 
 
-def test_every_row_has_a_config_and_nothing_else():
-    shipped = {p.stem for p in (ROOT / "configs/experiment").glob("train_*.yaml")
-               if not p.stem.startswith("train_table5_")}
-    assert shipped == set(NAMES)
+def test_every_row_composes_from_the_groups_and_nothing_else_is_shipped():
+    experiments = ROOT / "configs/experiment"
+    assert {p.stem for p in experiments.glob("train_*.yaml")} == {"train_paper"}
+    assert {p.stem for p in (experiments / "train_setting").glob("*.yaml")} == {f"{d}_{m}" for d, m, *_ in ROWS}
+    assert {p.stem for p in (experiments / "train_epochs").glob("*.yaml")} == {f"{e}ep" for *_, e in ROWS}
+
+
+@pytest.mark.parametrize("row", ROWS[:2] + ROWS[-1:], ids=NAMES[:2] + NAMES[-1:])
+def test_the_run_is_named_after_the_row_and_exports_where_the_table_reads(row, tmp_path):
+    import yaml
+
+    completed = subprocess.run([sys.executable, "-m", "robust_seg.train", *overrides(*row), "--cfg", "job", "--resolve"],
+                               cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    name = f"train_{row[0]}_{row[1]}_{row[2]}_{row[3]}step_{row[4]}ep"
+    assert f"run_name: {name}" in completed.stdout
+    assert f"export_path: outputs/train/{name}/model.pt" in completed.stdout
+    table_row = ROOT / "configs/experiment/table_rows" / f"{name[len('train_'):]}.yaml"
+    assert yaml.safe_load(table_row.read_text())["model"]["checkpoint"].endswith(f"/train/{name}/model.pt")
 
 
 @pytest.mark.parametrize("row", ROWS, ids=NAMES)
 def test_row_composes_with_table5_values(row):
     dataset, model, scheme, steps, epochs = row
-    cfg = compose_config("train", [f"experiment=train_{dataset}_{model}_{scheme}_{steps}step_{epochs}ep"])
+    cfg = compose_config("train", overrides(*row))
     optimizer, lr, decay, momentum, power, ratio, aux, base, crop = TABLE5[(dataset, model.split("_")[0])]
     assert cfg.dataset.name == {"voc": "pascal_voc", "ade": "ade20k"}[dataset]
     assert cfg.dataset.num_classes == {"voc": 21, "ade": 151}[dataset]
@@ -67,8 +90,7 @@ def test_row_composes_with_table5_values(row):
 def _built(model: str, dataset: str):
     from robust_seg.models import build_model
 
-    cfg = compose_config("train", [f"experiment=train_{dataset}_{model}_at_5step_{50 if dataset == 'voc' else 128}ep"
-                                   if model != "pspnet_r50" else "experiment=train_voc_pspnet_r50_pirat_5step_50ep",
+    cfg = compose_config("train", [*overrides(dataset, model, "at", 5, 50 if dataset == "voc" else 128),
                                    "model.backbone_init=none"])
     return build_model(cfg.model, cfg.dataset.num_classes)
 
@@ -80,7 +102,7 @@ def test_row_instantiates_model_optimizer_and_schedule(row):
     from robust_seg.training.optim import build_optimizer, build_scheduler
 
     dataset, model, scheme, steps, epochs = row
-    cfg = compose_config("train", [f"experiment=train_{dataset}_{model}_{scheme}_{steps}step_{epochs}ep"])
+    cfg = compose_config("train", overrides(*row))
     network = _built(model, dataset)
     assert network.num_classes == network.segmentor.decode_head.num_classes == cfg.dataset.num_classes
     optimizer = build_optimizer(cfg.optimizer, network)
@@ -99,7 +121,7 @@ def test_row_instantiates_model_optimizer_and_schedule(row):
 
 def test_cfg_job_prints_table5_values(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "robust_seg.train", "experiment=train_voc_pspnet_r50_pirat_5step_50ep", "--cfg", "job"],
+        [sys.executable, "-m", "robust_seg.train", *overrides("voc", "pspnet_r50", "pirat", 5, 50), "--cfg", "job"],
         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
         timeout=120)
     assert completed.returncode == 0, completed.stderr

@@ -109,15 +109,6 @@ def test_paper_scale_keeps_the_papers_settings():
     assert components.attack.options.skip_solved is False and len(components.attack.eps) == 4
 
 
-def test_training_rows_point_at_the_training_experiments_exports():
-    for row in (EXPERIMENTS / "table_rows").glob("*.yaml"):
-        train = EXPERIMENTS / f"train_{row.stem}.yaml"
-        if train.exists():
-            export = yaml.safe_load(train.read_text())["export_path"]
-            assert yaml.safe_load(row.read_text())["model"]["checkpoint"].endswith(
-                export.removeprefix("outputs/")), row.name
-
-
 # ----------------------------------------------------------------------------------------------- builder
 def _fake_results(per_image: dict[str, dict[str, list[float]]], minimal_norm: dict | None = None) -> dict:
     """results.json with the given per-image ACC per radius and component (mIoU = ACC / 2)."""
