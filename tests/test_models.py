@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from robust_seg.models import CheckpointError, ModelConfig, build_model
+from robust_seg.models import CheckpointError, build_model
 from robust_seg.models.checkpoints import load_matching
 from robust_seg.models.convert import CONVERTERS
 
@@ -21,7 +20,10 @@ SMALL_MODELS = ["small_upernet_convnext", "small_segmenter_vit", "small_pspnet_r
 
 
 def load_config(name: str):
-    return OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIGS / f"{name}.yaml"))
+    """configs/model/<name>.yaml as the entry points compose it (a config may extend another)."""
+    from tests.conftest import compose_config
+
+    return compose_config("evaluate", [f"model={name}", "model.random_weights=true"]).model
 
 
 def build(name: str, num_classes: int = 21):
