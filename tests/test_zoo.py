@@ -16,7 +16,7 @@ import torch
 
 from robust_seg.reporting import published
 from robust_seg.zoo import ZOO_DIR, zoo_models
-from tests.conftest import ROOT, compose_config
+from tests.conftest import compose_config
 from tests.test_run_integrity import ASSET, CLEAN_ASSET, call
 
 RUN = ["logger=none", "dataset.synthetic.num_val=2", "max_images=2", "batch_size=2", "attack=sea",

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from robust_seg import IGNORE_INDEX
 from robust_seg.data import build_dataset, build_loader, set_epoch
 from robust_seg.data import class_names as dataset_class_names
+from robust_seg.data.splits import split_train_validation
 from robust_seg.config_checks import check_train_config, train_loss_options
 from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.models import build_model
@@ -95,33 +97,47 @@ def _resume_state(checkpoint_path: Path, resume: bool, new_fingerprint: dict) ->
     return state
 
 
-def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
-    """Train ``cfg.model`` on ``cfg.dataset`` with ``cfg.scheme``; return the final metrics and history."""
-    check_train_config(cfg)
-    distributed = init_distributed(cfg.runtime.device)
+@dataclass
+class Training:
+    """Everything :func:`prepare_training` builds: the checked config, run directory, data, model, optimiser and
+    the state a resumed run continues from (``start_epoch``, ``history``)."""
+
+    cfg: object
+    run: RunDirectory
+    distributed: Distributed
+    device: torch.device
+    train_loss: TrainLoss
+    loader: object
+    steps_per_epoch: int
+    micro_batch: int
+    accumulation: int
+    val_set: object
+    multiplier_set: object
+    model: torch.nn.Module
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    checkpoint_path: Path
+    run_fingerprint: dict
+    class_names: list[str]
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def _run_directory(run_dir: str | Path | RunDirectory, distributed: Distributed) -> RunDirectory:
     main = distributed.is_main
-    owns_run = not isinstance(run_dir, RunDirectory)
-    if not owns_run:
-        run = run_dir
-        run.path = shared_run_dir(run.path, distributed)
-        run.fresh = run.fresh if main else False
-        run.is_main = main  # only rank 0 writes the record and the log (RANK may be known only now: submitit)
-    else:
-        run = RunDirectory(shared_run_dir(run_dir, distributed), is_main=main)
-    run_dir = run.path
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
-    device = select_device(cfg.runtime.device, distributed.local_rank)
-    seed_everything(cfg.seed, cfg.runtime.deterministic)
-    checkpoint_path = run_dir / CHECKPOINT
-    run_fingerprint = fingerprint(plain_config(cfg))
-    resumed = _resume_state(checkpoint_path, cfg.resume, run_fingerprint)
-    run.accept(cfg)  # inputs checked, the directory accepted: the record, and log lines go to <run dir>/train.log
+    if not isinstance(run_dir, RunDirectory):
+        return RunDirectory(shared_run_dir(run_dir, distributed), is_main=main)
+    run_dir.path = shared_run_dir(run_dir.path, distributed)
+    run_dir.fresh = run_dir.fresh if main else False
+    run_dir.is_main = main  # only rank 0 writes the record and the log (RANK may be known only now: submitit)
+    return run_dir
 
-    num_classes = cfg.dataset.num_classes
-    loss_name, loss_options = train_loss_options(cfg.scheme.loss)
-    train_loss = build_train_loss(loss_name, num_classes, **loss_options)
 
+def _training_sets(cfg, train_loss: TrainLoss, loss_name: str):
+    """(training set, held-out set for the CALS multipliers or None, validation set)."""
     train_set = build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=True)
     multiplier_set = None
     hold_out = cfg.scheme.hold_out_validation
@@ -129,14 +145,33 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
         if hold_out is False:
             raise ConfigError(f"scheme.hold_out_validation=false, but the {loss_name} loss needs the held-out "
                               "split for its multipliers")
-        from robust_seg.data.splits import split_train_validation
-
         train_ids, held_out = split_train_validation(len(train_set), cfg.scheme.validation_fraction, cfg.seed)
         if _uses_validation_split(train_loss):
             multiplier_set = torch.utils.data.Subset(
                 build_dataset(cfg.dataset, split=cfg.dataset.train_split, train=False), held_out)
         train_set = torch.utils.data.Subset(train_set, train_ids)
-    val_set = build_dataset(cfg.dataset, split=cfg.dataset.val_split, train=False)
+    return train_set, multiplier_set, build_dataset(cfg.dataset, split=cfg.dataset.val_split, train=False)
+
+
+def prepare_training(cfg, run_dir: str | Path | RunDirectory) -> Training:
+    """Check every input, accept the run directory, build data, model and optimiser, and load the state of a
+    resumed run."""
+    check_train_config(cfg)
+    distributed = init_distributed(cfg.runtime.device)
+    run = _run_directory(run_dir, distributed)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = select_device(cfg.runtime.device, distributed.local_rank)
+    seed_everything(cfg.seed, cfg.runtime.deterministic)
+    checkpoint_path = run.path / CHECKPOINT
+    run_fingerprint = fingerprint(plain_config(cfg))
+    resumed = _resume_state(checkpoint_path, cfg.resume, run_fingerprint)
+    run.accept(cfg)  # inputs checked, the directory accepted: the record, and log lines go to <run dir>/train.log
+
+    num_classes = cfg.dataset.num_classes
+    loss_name, loss_options = train_loss_options(cfg.scheme.loss)
+    train_loss = build_train_loss(loss_name, num_classes, **loss_options)
+    train_set, multiplier_set, val_set = _training_sets(cfg, train_loss, loss_name)
     micro, accumulation = _batch_geometry(cfg, distributed.world_size)
     loader = build_loader(train_set, micro, train=True, seed=cfg.seed, num_workers=cfg.runtime.num_workers,
                           distributed=distributed.enabled)
@@ -146,10 +181,10 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
     if steps_per_epoch < 1:
         raise ConfigError(f"the training split has {len(train_set)} images: fewer than one batch of "
                           f"{cfg.batch_size}; lower batch_size")
-
-    if main:
+    if distributed.is_main:
         log.info("%d process(es) x micro batch %d x %d accumulation step(s) = global batch %d",
                  distributed.world_size, micro, accumulation, cfg.batch_size)
+
     model = build_model(cfg.model, num_classes).to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -157,105 +192,130 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
     scheduler = build_scheduler(cfg.schedule, optimizer, steps_per_epoch)
     use_amp = cfg.runtime.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    history: list[dict] = []
-    start_epoch = 0
+    start_epoch, history = 0, []
     if resumed is not None:
-        state = resumed
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        train_loss.load_state_dict(state["loss"])
-        set_rng_state(state["rng"])
-        start_epoch, history = state["epoch"], list(state["history"])
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        scaler.load_state_dict(resumed["scaler"])
+        train_loss.load_state_dict(resumed["loss"])
+        set_rng_state(resumed["rng"])
+        start_epoch, history = resumed["epoch"], list(resumed["history"])
         log.info("resumed from %s after epoch %d", checkpoint_path, start_epoch)
     network = model
     if distributed.enabled:
         network = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    return Training(cfg, run, distributed, device, train_loss, loader, steps_per_epoch, micro, accumulation, val_set,
+                    multiplier_set, model, network, optimizer, scheduler, scaler, use_amp, checkpoint_path,
+                    run_fingerprint, dataset_class_names(cfg.dataset), start_epoch, history)
 
-    logger = RunLogger(cfg.logger, run_dir, {**plain_config(cfg), "software": software()}, "train", enabled=main)
-    logger.log_missing(history)  # epochs a killed run saved but had not yet logged
-    class_names = dataset_class_names(cfg.dataset)
+
+def train_epoch(training: Training, epoch: int) -> dict:
+    """One epoch of optimiser steps (each over ``accumulation`` micro batches, adversarial where the scheme says),
+    then the CALS multipliers; the epoch's history entry (mean training loss over ranks, lr, seconds)."""
+    cfg, device, distributed = training.cfg, training.device, training.distributed
+    started = time.perf_counter()
+    set_epoch(training.loader, epoch)
+    training.network.train()
+    running, seen = torch.zeros((), device=device), 0
+    batches = iter(training.loader)
+    bar = tqdm(range(training.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+               disable=not distributed.is_main, dynamic_ncols=True, leave=False)
+    for step in bar:
+        for micro_step in range(training.accumulation):
+            batch = next(batches)
+            images, labels = batch["image"].to(device), batch["label"].to(device)
+            if cfg.scheme.adversarial is not None:
+                images = adversarial_examples(training.model, images, labels, cfg.scheme.adversarial)
+            if cfg.runtime.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            last = micro_step == training.accumulation - 1
+            sync = nullcontext() if last or not distributed.enabled else training.network.no_sync()
+            with sync, torch.autocast(device.type, enabled=training.use_amp):
+                loss = training_loss(training.network, images, labels, training.train_loss, cfg.auxiliary_weight)
+                training.scaler.scale(loss / training.accumulation).backward()
+            if not loss_is_finite_everywhere(loss, distributed):
+                raise TrainingDiverged(
+                    f"training loss is {loss.item() if distributed.world_size == 1 else 'not finite on a rank'} "
+                    f"at epoch {epoch + 1}, step {step + 1}; the last good "
+                    f"checkpoint is kept in {training.checkpoint_path} (lower optimizer.lr or enable warmup)")
+            running += loss.detach()
+            seen += 1
+        training.scaler.step(training.optimizer)
+        training.scaler.update()
+        training.optimizer.zero_grad(set_to_none=True)
+        training.scheduler.step()
+        if distributed.is_main and step % 10 == 0:
+            bar.set_postfix(loss=f"{running.item() / max(seen, 1):.3f}")
+
+    if training.multiplier_set is not None:
+        update_multipliers(training.model, training.train_loss, training.multiplier_set, training.micro_batch, device,
+                           epoch)
+    entry = {"epoch": epoch + 1, "train_loss": (running / max(seen, 1)).item(),
+             "lr": training.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
+    if distributed.enabled:
+        loss_sum = torch.tensor([entry["train_loss"]], device=device)
+        dist.all_reduce(loss_sum)
+        entry["train_loss"] = loss_sum.item() / distributed.world_size
+    return entry
+
+
+def end_of_epoch(training: Training, entry: dict, logger: RunLogger) -> None:
+    """Validate when due, record the multipliers, and (rank 0) log the entry and save the checkpoint atomically."""
+    cfg, epoch = training.cfg, entry["epoch"]
+    main = training.distributed.is_main
+    if main and (epoch % cfg.eval_every == 0 or epoch == cfg.schedule.epochs):
+        entry.update(validate(training.model, training.val_set, cfg, training.device, training.class_names))
+    if training.train_loss.multipliers_history:
+        entry["multipliers"] = training.train_loss.multipliers_history[-1].tolist()
+    training.history.append(entry)
+    if main:
+        log.info("epoch %d: %s", epoch, {k: v for k, v in entry.items() if k != "multipliers"})
+        save_checkpoint(training.checkpoint_path, model=training.model.state_dict(),
+                        optimizer=training.optimizer.state_dict(), scheduler=training.scheduler.state_dict(),
+                        scaler=training.scaler.state_dict(), loss=training.train_loss.state_dict(), epoch=epoch,
+                        history=training.history, fingerprint=json.dumps(training.run_fingerprint))
+        logger.log_epoch(entry)
+    if training.distributed.enabled:
+        dist.barrier()
+
+
+def finish_training(training: Training, logger: RunLogger) -> dict:
+    """The results (history, final metrics, provenance); rank 0 writes them, exports the weights and plots."""
+    cfg, history, run_dir = training.cfg, training.history, training.run.path
+    results = {"epochs": cfg.schedule.epochs, "history": history,
+               "provenance": {"model": {"name": cfg.model.name, **training.model.weights},
+                              "overrides": command_overrides(), "software": software(), "config": plain_config(cfg)},
+               "final": {k: v for k, v in history[-1].items() if k != "multipliers"} if history else {}}
+    if training.distributed.is_main:
+        atomic_write_json(run_dir / "train_results.json", results)
+        if cfg.export_path:
+            atomic_torch_save(Path(cfg.export_path), training.model.state_dict())
+            log.info("exported model weights to %s", cfg.export_path)
+        if training.train_loss.multipliers_history:
+            from robust_seg.training.plots import plot_multipliers
+
+            plot_multipliers(training.train_loss.multipliers_history, training.class_names, run_dir / "multipliers.png")
+            logger.image("multipliers", run_dir / "multipliers.png")
+        logger.summary(results["final"])
+    return results
+
+
+def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
+    """Train ``cfg.model`` on ``cfg.dataset`` with ``cfg.scheme``; return the final metrics and history."""
+    training = prepare_training(cfg, run_dir)
+    logger = RunLogger(cfg.logger, training.run.path, {**plain_config(cfg), "software": software()}, "train",
+                       enabled=training.distributed.is_main)
+    logger.log_missing(training.history)  # epochs a killed run saved but had not yet logged
     try:
-        for epoch in range(start_epoch, cfg.schedule.epochs):
-            started = time.perf_counter()
-            set_epoch(loader, epoch)
-            network.train()
-            running, seen = torch.zeros((), device=device), 0
-            batches = iter(loader)
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
-                       disable=not main, dynamic_ncols=True, leave=False)
-            for step in bar:
-                for micro_step in range(accumulation):
-                    batch = next(batches)
-                    images, labels = batch["image"].to(device), batch["label"].to(device)
-                    if cfg.scheme.adversarial is not None:
-                        images = adversarial_examples(model, images, labels, cfg.scheme.adversarial)
-                    if cfg.runtime.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    last = micro_step == accumulation - 1
-                    sync = nullcontext() if last or not distributed.enabled else network.no_sync()
-                    with sync, torch.autocast(device.type, enabled=use_amp):
-                        loss = training_loss(network, images, labels, train_loss, cfg.auxiliary_weight)
-                        scaler.scale(loss / accumulation).backward()
-                    if not loss_is_finite_everywhere(loss, distributed):
-                        raise TrainingDiverged(
-                            f"training loss is {loss.item() if distributed.world_size == 1 else 'not finite on a rank'} "
-                            f"at epoch {epoch + 1}, step {step + 1}; the last good "
-                            f"checkpoint is kept in {checkpoint_path} (lower optimizer.lr or enable warmup)")
-                    running += loss.detach()
-                    seen += 1
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                if main and step % 10 == 0:
-                    bar.set_postfix(loss=f"{running.item() / max(seen, 1):.3f}")
-
-            if multiplier_set is not None:
-                update_multipliers(model, train_loss, multiplier_set, micro, device, epoch)
-            entry = {"epoch": epoch + 1, "train_loss": (running / max(seen, 1)).item(),
-                     "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
-            if distributed.enabled:
-                loss_sum = torch.tensor([entry["train_loss"]], device=device)
-                dist.all_reduce(loss_sum)
-                entry["train_loss"] = loss_sum.item() / distributed.world_size
-            if main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.schedule.epochs):
-                entry.update(validate(model, val_set, cfg, device, class_names))
-            if train_loss.multipliers_history:
-                entry["multipliers"] = train_loss.multipliers_history[-1].tolist()
-            history.append(entry)
-            if main:
-                log.info("epoch %d: %s", epoch + 1, {k: v for k, v in entry.items() if k != "multipliers"})
-                save_checkpoint(checkpoint_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                                loss=train_loss.state_dict(), epoch=epoch + 1, history=history,
-                                fingerprint=json.dumps(run_fingerprint))
-                logger.log_epoch(entry)
-            if distributed.enabled:
-                dist.barrier()
-
-        results = {"epochs": cfg.schedule.epochs, "history": history,
-                   "provenance": {"model": {"name": cfg.model.name, **model.weights}, "overrides": command_overrides(),
-                                  "software": software(), "config": plain_config(cfg)},
-                   "final": {k: v for k, v in history[-1].items() if k != "multipliers"} if history else {}}
-        if main:
-            atomic_write_json(run_dir / "train_results.json", results)
-            if cfg.export_path:
-                atomic_torch_save(Path(cfg.export_path), model.state_dict())
-                log.info("exported model weights to %s", cfg.export_path)
-            if train_loss.multipliers_history:
-                from robust_seg.training.plots import plot_multipliers
-
-                plot_multipliers(train_loss.multipliers_history, class_names, run_dir / "multipliers.png")
-                logger.image("multipliers", run_dir / "multipliers.png")
-            logger.summary(results["final"])
-        return results
+        for epoch in range(training.start_epoch, cfg.schedule.epochs):
+            end_of_epoch(training, train_epoch(training, epoch), logger)
+        return finish_training(training, logger)
     finally:
         logger.finish()
-        if owns_run:
-            run.detach_log()
+        if not isinstance(run_dir, RunDirectory):
+            training.run.detach_log()
 
 
 @torch.no_grad()
