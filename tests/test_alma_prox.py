@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from robust_seg.attacks.minimal_norm import alma_prox
-from robust_seg.attacks.minimal_norm.constraints import decayed_constraint_mask, dlr_plus, logit_difference
+from robust_seg.attacks.minimal_norm.constraints import (DENOMINATOR_FLOOR, decayed_constraint_mask, dlr_plus,
+                                                         logit_difference)
 from robust_seg.attacks.minimal_norm.penalties import P2Derivative
 
 torch.set_num_threads(1)
@@ -26,6 +27,14 @@ def p2_penalty_derivative(y: torch.Tensor, rho: torch.Tensor, mu: torch.Tensor) 
     below = mu / (1 - rho.clamp(min=1) * negative).square()
     above = mu + 2 * mu * rho * y + 0.5 * rho.square() * y.square()
     return torch.where(y >= 0, above, below)
+
+
+def paper_dlr_plus(logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    """DLR+ (eq. 4.4) / tDLR+ (eq. A III-8) as the thesis writes them, with ``topk`` (differentiable by autograd):
+    (z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3), or (max_{i!=t} z_i - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)."""
+    top = logits.topk(4 if targeted else 3, dim=1).values
+    denominator = top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) if targeted else top[:, 0] - top[:, 2]
+    return logit_difference(logits, labels, targeted) / denominator.clamp_min(DENOMINATOR_FLOOR)
 
 
 def test_penalty_derivative_matches_autograd_and_is_mu_at_zero():
@@ -153,11 +162,15 @@ def test_dlr_plus_object_matches_dlr_plus_and_autograd(targeted, classes):
         upstream = torch.randn(3, 9, 7, generator=generator)
         values, predictions = constraint(logits)
         leaf = logits.clone().requires_grad_(True)
-        reference = dlr_plus(leaf, labels, targeted)
+        reference = paper_dlr_plus(leaf, labels, targeted)
         (expected,) = torch.autograd.grad(reference, leaf, grad_outputs=upstream)
         assert torch.equal(values, reference.detach())
         assert torch.equal(predictions, logits.argmax(1))
         assert torch.equal(constraint.gradient(upstream), expected)
+        function_leaf = logits.clone().requires_grad_(True)  # dlr_plus: the kernel as a differentiable function
+        function_values = dlr_plus(function_leaf, labels, targeted)
+        (function_gradient,) = torch.autograd.grad(function_values, function_leaf, grad_outputs=upstream)
+        assert torch.equal(function_values.detach(), reference.detach()) and torch.equal(function_gradient, expected)
     with pytest.raises(ValueError, match="needs at least"):
         DLRPlus(labels, 3, True, torch.float32)
 
@@ -174,7 +187,7 @@ def test_dlr_plus_object_with_tied_logits(targeted):
     values, predictions = DLRPlus(labels, 6, targeted, torch.float32)(logits)
     label_logit = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
     assert (label_logit == logits.amax(1)).any() and ((logits == logits.amax(1, keepdim=True)).sum(1) > 1).any()
-    assert torch.equal(values, dlr_plus(logits, labels, targeted))
+    assert torch.equal(values, paper_dlr_plus(logits, labels, targeted))
     assert torch.equal(predictions, logits.argmax(1))
 
 

@@ -34,31 +34,6 @@ def logit_difference(logits: torch.Tensor, labels: torch.Tensor, targeted: bool 
     return other_max - label_logit if targeted else label_logit - other_max
 
 
-def top_logits(logits: torch.Tensor, targeted: bool = False) -> torch.return_types.topk:
-    """The 3 (untargeted) or 4 (targeted) largest logits per pixel that DLR+ / tDLR+ need; indices[:, 0] is the prediction."""
-    needed = 4 if targeted else 3
-    if logits.shape[1] < needed:
-        raise ValueError(f"{'tDLR+' if targeted else 'DLR+'} needs at least {needed} classes, got {logits.shape[1]}")
-    return logits.topk(needed, dim=1)
-
-
-def dlr_plus(logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False,
-             top: torch.return_types.topk | None = None) -> torch.Tensor:
-    """DLR+ (eq. 4.4) or, targeted, tDLR+ (eq. A III-8), per pixel.
-
-    DLR+(z, y) = (z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3), needs K >= 3 classes;
-    tDLR+(z, t) = (max_{i!=t} z_i - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), needs K >= 4.
-    Both are scale invariant and lie in [-1, 1] (untargeted) / are bounded above by 1.
-    ``top``: ``top_logits(logits, targeted)`` when the caller already has it.
-    """
-    top = (top_logits(logits, targeted) if top is None else top).values
-    if targeted:
-        denominator = top[:, 0] - 0.5 * (top[:, 2] + top[:, 3])
-    else:
-        denominator = top[:, 0] - top[:, 2]
-    return logit_difference(logits, labels, targeted) / denominator.clamp_min(DENOMINATOR_FLOOR)
-
-
 def decayed_constraint_mask(constraints: torch.Tensor, valid: torch.Tensor, valid_counts: torch.Tensor,
                             dropped_fraction: float) -> torch.Tensor:
     """Constraint masking of eq. 5.6: keep the valid pixels whose constraint is <= the xi-percentile.
@@ -88,11 +63,17 @@ def _equal(logits: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> torc
 
 
 class DLRPlus:
-    """DLR+ / tDLR+ of fixed labels (as ``dlr_plus``) with its exact gradient w.r.t. the logits, without autograd.
+    """DLR+ (eq. 4.4) / tDLR+ (eq. A III-8) of fixed labels with its exact gradient w.r.t. the logits, without autograd.
+
+    DLR+(z, y) = (z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3), needs K >= 3 classes;
+    tDLR+(z, t) = (max_{i!=t} z_i - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), needs K >= 4
+    (pi: the classes sorted by decreasing logit; the denominators are floored at ``DENOMINATOR_FLOOR``). Both are
+    scale invariant. :func:`dlr_plus` is this kernel as a differentiable function; tests/test_alma_prox.py checks
+    both against the formula written with ``topk`` and autograd.
 
     ALMA prox evaluates the constraint once per iteration and back-propagates one
-    weighted sum of it. ``topk`` along the class dimension and the autograd graph of
-    ``dlr_plus`` (gather, scatter, amax, topk backward) cost as much as a tenth of a
+    weighted sum of it. ``topk`` along the class dimension and the autograd graph of the
+    formula (gather, scatter, amax, topk backward) cost as much as a tenth of a
     small model's forward and backward on a CPU, so here
       - the largest logits come from an insertion network over the class slices (a median of
         three per slot: exact, every output is one of the inputs, ties included, as ``topk`` values);
@@ -101,10 +82,10 @@ class DLRPlus:
       - the prediction is the first index attaining the maximum (``argmax``'s rule), also kept as
         floating-point values in ``prediction_values``;
       - ``gradient(g)`` returns g * d DLR+ / d z, each term routed to the class attaining
-        the logit it differentiates, with the floating-point formulas of autograd on ``dlr_plus``;
+        the logit it differentiates, with the floating-point formulas of autograd on the ``topk`` formula;
       - all per-pixel and per-logit results live in buffers allocated at the first call
         (fresh tensors of these sizes cost page faults on every call on a CPU).
-    The values equal ``dlr_plus`` bit for bit; the gradient equals autograd's except at
+    The values equal the ``topk`` formula's bit for bit; the gradient equals autograd's on it except at
     exact logit ties (``topk`` and ``amax`` route a tied derivative differently). The
     returned tensors are overwritten by the next call.
     """
@@ -204,3 +185,24 @@ class DLRPlus:
             gradient.addcmul_(_equal(logits, top[2], scratch), on_denominator.neg_().unsqueeze(1))
         self.logits = None
         return gradient
+
+
+class _DLRPlusFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+        kernel = DLRPlus(labels, logits.shape[1], targeted, logits.dtype)
+        values, _ = kernel(logits)
+        ctx.kernel = kernel
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, upstream: torch.Tensor):
+        return ctx.kernel.gradient(upstream.contiguous()).clone(), None, None
+
+
+def dlr_plus(logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    """DLR+ (eq. 4.4) or, targeted, tDLR+ (eq. A III-8), per pixel (B, H, W): :class:`DLRPlus`'s values, with its
+    exact gradient when ``logits`` require one (the binary-search PGD on DLR+ of Table 5.1)."""
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return _DLRPlusFunction.apply(logits, labels, targeted)
+    return DLRPlus(labels, logits.shape[1], targeted, logits.dtype)(logits)[0].clone()
