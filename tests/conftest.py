@@ -61,3 +61,12 @@ def killed_at_batch(monkeypatch, batch: int = 2):
             yield
     finally:
         monkeypatch.setattr(driver, "check_finite_logits", original)
+
+
+def calibration_metrics(logits, labels, num_bins: int = 15, temperature: float = 1.0) -> dict[str, float]:
+    """All metrics of ``CalibrationAccumulator`` for one batch of logits."""
+    from robust_seg.metrics.calibration import CalibrationAccumulator
+
+    accumulator = CalibrationAccumulator(logits.shape[1], num_bins, temperature)
+    accumulator.update(logits, labels)
+    return accumulator.compute()

@@ -10,7 +10,8 @@ from robust_seg import IGNORE_INDEX
 from robust_seg.errors import ConfigError
 from robust_seg.evaluation.calibration import (SCALED, UNSCALED, CalibrationTotals, EvaluationCalibration,
                                                fit_holdout_temperature, parse_temperature, reliability_bins_of)
-from robust_seg.metrics.calibration import CalibrationAccumulator, calibration_metrics
+from robust_seg.metrics.calibration import CalibrationAccumulator
+from tests.conftest import calibration_metrics
 from robust_seg.metrics.temperature import fit_temperature
 from robust_seg.data.splits import split_train_validation
 from tests.conftest import TINY, compose_config

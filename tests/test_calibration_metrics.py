@@ -5,15 +5,19 @@ import pytest
 import torch
 
 from robust_seg import IGNORE_INDEX
-from robust_seg.metrics.calibration import (
-    CalibrationAccumulator,
-    LabelledPixelSample,
-    adaptive_calibration_error,
-    calibration_metrics,
-    fit_temperature,
-    plot_reliability_diagram,
-    temperature_scaling_table,
-)
+from robust_seg.metrics.calibration import CalibrationAccumulator, calibration_error, plot_reliability_diagram
+from robust_seg.metrics.temperature import LabelledPixelSample, fit_temperature, temperature_scaling_table
+from tests.conftest import calibration_metrics
+
+
+def adaptive_calibration_error(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:
+    """The exact AECE of flat confidences (one pool, sorted in memory): rank r of n in bin ``floor(r M / n)``; the
+    reference the accumulator's histogram AECE is checked against."""
+    order = torch.argsort(confidences.flatten(), stable=True)
+    count = order.numel()
+    index = torch.arange(count, device=order.device) * num_bins // max(count, 1)
+    values = torch.stack([torch.ones(count, device=order.device), confidences.flatten()[order], correct.flatten()[order]]).double()
+    return calibration_error(*torch.zeros(3, num_bins, dtype=torch.float64, device=order.device).index_add_(1, index, values))
 
 # One image of 1 x 5 pixels, 2 classes: (probabilities, label); the last pixel is unlabelled.
 HAND_PIXELS = [([0.9, 0.1], 0), ([0.08, 0.92], 0), ([0.3, 0.7], 1), ([0.62, 0.38], 1), ([0.99, 0.01], IGNORE_INDEX)]

@@ -83,15 +83,6 @@ def calibration_error(counts: torch.Tensor, confidence_sums: torch.Tensor, corre
     return float((confidence_sums - correct_sums).abs().sum()) / total if total > 0 else float("nan")
 
 
-def adaptive_calibration_error(confidences: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> float:
-    """Exact AECE of flat confidences (one pool, in memory): rank r of n in bin ``floor(r M / n)``."""
-    order = torch.argsort(confidences.flatten(), stable=True)
-    count = order.numel()
-    index = torch.arange(count, device=order.device) * num_bins // max(count, 1)
-    values = torch.stack([torch.ones(count, device=order.device), confidences.flatten()[order], correct.flatten()[order]]).double()
-    return calibration_error(*torch.zeros(3, num_bins, dtype=torch.float64, device=order.device).index_add_(1, index, values))
-
-
 @dataclass
 class ReliabilityBins:
     """Equal-width bins of a reliability diagram (Appendix V.5); NaN accuracy/confidence in empty bins."""
@@ -322,13 +313,6 @@ class CalibrationAccumulator:
     def reliability_bins(self) -> ReliabilityBins:
         """Dataset-level equal-width bins (as many as ``num_bins``; the thesis plots 25)."""
         return ReliabilityBins.from_statistics(self.bins)
-
-
-def calibration_metrics(logits: torch.Tensor, labels: torch.Tensor, num_bins: int = 15, temperature: float = 1.0) -> dict[str, float]:
-    """All metrics of `CalibrationAccumulator` for one batch of logits."""
-    accumulator = CalibrationAccumulator(logits.shape[1], num_bins, temperature)
-    accumulator.update(logits, labels)
-    return accumulator.compute()
 
 
 def plot_reliability_diagram(bins: ReliabilityBins, path: str | Path, title: str | None = None) -> ReliabilityBins:
