@@ -37,6 +37,12 @@ PAPER_STEP_SIZES_100_ITERATIONS = {4.0: 5e-3, 8.0: 1e-2, 12.0: 1e-2, 16.0: 1e-2}
 """PGD step size by radius (1/255) for the 100-iteration PGD-vs-APGD comparison (App. C.1, Table 7)."""
 
 
+def short_pgd_step_size(eps: float, iterations: int) -> float:
+    """2.5 eps / iterations, the usual step of a few-step PGD (Madry et al. 2018): the quick robustness checks of
+    training and pre-training, and the diagnostics' attack at eps = 1."""
+    return 2.5 * eps / max(iterations, 1)
+
+
 def paper_step_size(eps: float, iterations: int = 300) -> float:
     """The PGD step size for radius ``eps`` (in [0, 1] units) and a budget of ``iterations``.
 

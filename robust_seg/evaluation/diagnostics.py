@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from robust_seg.attacks.losses import predicted_classes
 from robust_seg import IGNORE_INDEX
-from robust_seg.attacks.pgd import mix_seed
+from robust_seg.attacks.pgd import mix_seed, short_pgd_step_size
 from robust_seg.metrics.segmentation import pixel_accuracy
 
 UNCONSTRAINED_EPS = 1.0
@@ -68,7 +68,7 @@ def unconstrained_variant(attack):
     if "queries" in options or attack.name == "square":
         options["queries"] = min(10 * UNCONSTRAINED_ITERATIONS, int(options.get("queries", 100)))
     if "step_size" in options:
-        options["step_size"] = 2.5 * UNCONSTRAINED_EPS / options.get("iterations", UNCONSTRAINED_ITERATIONS)
+        options["step_size"] = short_pgd_step_size(UNCONSTRAINED_EPS, options.get("iterations", UNCONSTRAINED_ITERATIONS))
     options.pop("restarts", None)
     return replace(attack, options=options)
 

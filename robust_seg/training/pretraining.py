@@ -88,7 +88,7 @@ def _clean_predictions(classifier, images):
 
 def evaluate_classifier(classifier, dataset, cfg, num_classes: int) -> dict:
     """Clean accuracy on ``dataset`` and PGD accuracy (``cfg.robust_eval``) on its first images, in %."""
-    from robust_seg.attacks.pgd import pgd
+    from robust_seg.training.validation import short_pgd_accuracy
 
     classifier.eval()
     eps = parse_radius(cfg.robust_eval.eps, "robust_eval.eps")
@@ -100,10 +100,9 @@ def evaluate_classifier(classifier, dataset, cfg, num_classes: int) -> dict:
         total += len(targets)
         take = min(budget - robust_total, len(targets))
         if take > 0 and cfg.robust_eval.iterations > 0:
-            result = pgd(classifier, images[:take], targets[:take, None, None], eps=eps, loss="ce",
-                         iterations=cfg.robust_eval.iterations,
-                         step_size=2.5 * eps / cfg.robust_eval.iterations)
-            robust_correct += result.accuracy.sum().item()
+            accuracy = short_pgd_accuracy(classifier, images[:take], targets[:take, None, None], eps,
+                                          cfg.robust_eval.iterations)
+            robust_correct += accuracy.sum().item()
             robust_total += take
     metrics = {"val_acc": 100 * correct / max(total, 1)}
     if robust_total:
