@@ -137,9 +137,9 @@ def reliability_bins_of(entry: dict) -> ReliabilityBins:
                            confidence=tensor(reliability["confidence"]), accuracy=tensor(reliability["accuracy"]))
 
 
-def calibration_markdown(results: dict) -> str:
-    """Per radius and temperature: ECE, AECE, CWCE (%) and NLL in both conventions; Table V-1 layout with TS."""
-    calibration = results["calibration"]
+def calibration_markdown(calibration: dict, model: str) -> str:
+    """Per radius and temperature: ECE, AECE, CWCE (%) and NLL in both conventions; Table V-1 layout with TS
+    (``calibration``: the ``calibration`` entry of the results, ``model``: the model's name for the table)."""
     lines = ["## Calibration (labelled pixels of the returned images; worst case under attack)", "",
              "`dataset`: one pool of all pixels of the dataset; `image mean`: per image, then averaged. "
              f"ECE with {calibration['bins']} equal-width bins, AECE with {calibration['bins']} equal-mass bins; "
@@ -152,7 +152,7 @@ def calibration_markdown(results: dict) -> str:
                      for c in CONVENTIONS for m in METRICS]
             lines.append(f"| {key} | {metrics['temperature']:.3g} | " + " | ".join(cells) + " |")
     if calibration["temperature"] is not None:
-        table = {f"{results['model']} @ eps {key}": (entry[UNSCALED], entry[SCALED], entry[SCALED]["temperature"])
+        table = {f"{model} @ eps {key}": (entry[UNSCALED], entry[SCALED], entry[SCALED]["temperature"])
                  for key, entry in calibration["radii"].items()}
         lines += ["", f"Temperature scaling (thesis Table V-1 layout; T {calibration['temperature_source']}), "
                   "dataset-level ECE in %:", "", temperature_scaling_table(table, "ece_dataset"), "",
@@ -165,9 +165,8 @@ def reliability_file_name(key: str, name: str) -> str:
     return f"reliability_eps{key.replace('/', '_')}{'_ts' if name == SCALED else ''}.png"
 
 
-def write_calibration_reports(results: dict, run_dir: Path, logger) -> None:
+def write_calibration_reports(calibration: dict, run_dir: Path, logger) -> None:
     """Reliability diagram PNG per radius (and per temperature); W&B table, images and summary."""
-    calibration = results["calibration"]
     rows = []
     for key, entry in calibration["radii"].items():
         for name, metrics in entry.items():

@@ -68,7 +68,8 @@ def unconstrained_variant(attack):
     if "queries" in options or attack.name == "square":
         options["queries"] = min(10 * UNCONSTRAINED_ITERATIONS, int(options.get("queries", 100)))
     if "step_size" in options:
-        options["step_size"] = short_pgd_step_size(UNCONSTRAINED_EPS, options.get("iterations", UNCONSTRAINED_ITERATIONS))
+        iterations = options.get("iterations", UNCONSTRAINED_ITERATIONS)
+        options["step_size"] = short_pgd_step_size(UNCONSTRAINED_EPS, iterations)
     options.pop("restarts", None)
     return replace(attack, options=options)
 

@@ -35,6 +35,7 @@ from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.diagnostics import Diagnostics, not_applicable
 from robust_seg.evaluation.report import write_reports
+from robust_seg.evaluation.results import WORST, ComponentResult, EvaluationResults
 from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.metrics.apsr import (complexity_summary, default_eps_grid, norm_summary, not_fooled_curve,
@@ -194,7 +195,7 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
                                                      f"eps {key}") as inner, reporting(inner.update):
                 result = attack.run(evaluation.model, images, labels, eps=radius,
                                     seed=(cfg.attack.seed, radius_index), image_indices=indices)
-            outcomes = {"worst_case": result, **result.components}
+            outcomes = {WORST: result, **result.components}
             for name, outcome in outcomes.items():
                 check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])
                 comp = totals.setdefault(key, {}).setdefault(
@@ -225,7 +226,7 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
             state["calibration"] = calibration.state_dict()
         append_jsonl(run_dir / BATCHES_FILE, record)
         atomic_torch_save(run_dir / STATE_FILE, state)
-        worst = totals[runs[-1][1]]["worst_case"]
+        worst = totals[runs[-1][1]][WORST]
         accuracy = 100 * sum(worst.accuracy) / len(worst.accuracy)
         progress.set_postfix({f"acc@{runs[-1][1]}": f"{accuracy:.1f}"})
         log.info("batch %d/%d done in %.1f s (worst-case ACC so far at %s: %.1f%%)", batch_index + 1,
@@ -247,44 +248,41 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
     """Results from the totals (one process, a shard, or merged shards) into the run directory's reports."""
     keys = provenance["radii"]
     runs = [key for _, key in attack.runs(keys, keys)]
-    images = len(totals[runs[-1]]["worst_case"].accuracy)
-    results = {
-        "attack": attack.label, "attack_config": attack.description, "attack_note": cfg.attack.note,
-        "model": provenance["model"]["name"],
-        "weights": provenance["model"]["label"],
-        "random_weights": provenance["model"]["source"] in ("random", "backbone"),
-        "dataset": cfg.dataset.name, "split": cfg.split, "images": images, "seconds": state["seconds"],
-        "provenance": provenance,
-        "radii": {key: {name: comp.summary(class_names) for name, comp in totals[key].items()} for key in runs},
-    }
+    radii = {key: {name: ComponentResult.from_totals(comp, class_names) for name, comp in totals[key].items()}
+             for key in runs}
+    results = EvaluationResults(
+        attack=attack.label, attack_config=attack.description, attack_note=cfg.attack.note,
+        model=provenance["model"]["name"], weights=provenance["model"]["label"],
+        random_weights=provenance["model"]["source"] in ("random", "backbone"), dataset=cfg.dataset.name,
+        split=cfg.split, images=len(totals[runs[-1]][WORST].accuracy), seconds=state["seconds"],
+        provenance=provenance, radii=radii)
     if not shard.whole:
-        results["shard"] = {"index": shard.index, "count": shard.count,
-                            "note": "one shard's images only: merge the shards with python -m robust_seg.merge"}
+        results.shard = {"index": shard.index, "count": shard.count,
+                         "note": "one shard's images only: merge the shards with python -m robust_seg.merge"}
     if attack.minimal_norm:
         from robust_seg.radii import parse_radii
 
-        results["minimal_norm"] = minimal_norm_summary(results["radii"].pop(MINIMAL_NORM_KEY)["worst_case"],
-                                                       parse_radii(cfg.attack.eps), state["seconds"])
+        results.minimal_norm = minimal_norm_summary(radii.pop(MINIMAL_NORM_KEY)[WORST].as_dict(),
+                                                    parse_radii(cfg.attack.eps), state["seconds"])
     else:
-        results["not_fooled_percentage"] = {
-            key: not_fooled_percentage(results["radii"][key]["worst_case"]["per_image"]["apsr"]) for key in keys}
+        results.not_fooled_percentage = {
+            key: not_fooled_percentage(results.worst_case(key).per_image["apsr"]) for key in keys}
     if calibration is not None:
-        results["calibration"] = calibration.summary()
+        results.calibration = calibration.summary()
     paper = paper_numbers(cfg.model.zoo.paper if cfg.model.get("zoo") else None)
     if paper is not None:
-        results["paper"] = {**paper, "attack": cfg.attack.name,
-                            "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
+        results.paper = {**paper, "attack": cfg.attack.name,
+                         "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
     if not attack.minimal_norm:
-        results["diagnostics"] = diagnostics.summary(state["seconds"] - diagnostics.seconds) \
+        results.diagnostics = diagnostics.summary(state["seconds"] - diagnostics.seconds) \
             if diagnostics is not None else not_applicable()
     logger = RunLogger(cfg.logger, run.path, config=provenance, job_type="evaluate")
     try:
-        results["report"] = write_reports(results, run.path, state["figure"], class_names, logger)
+        report_text = write_reports(results, run.path, state["figure"], class_names, logger)
     finally:
         logger.finish()
-    run.write_to_log(results["report"])
-    results["run_directory"] = str(run.path)
-    return results
+    run.write_to_log(report_text)
+    return {**results.as_dict(), "report": report_text, "run_directory": str(run.path)}
 
 
 def _start_state(evaluation: Evaluation) -> dict:

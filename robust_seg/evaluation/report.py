@@ -16,9 +16,9 @@ from robust_seg.evaluation.calibration import calibration_markdown, write_calibr
 from robust_seg.metrics.apsr import save_failure_curves_png  # noqa: E402
 from robust_seg.names import COMPONENT_LABELS  # noqa: E402
 from robust_seg.radii import parse_radius  # noqa: E402
+from robust_seg.evaluation.results import WORST, EvaluationResults  # noqa: E402
 from robust_seg.reporting.files import atomic_write_json, atomic_write_text  # noqa: E402
 
-WORST = "worst_case"
 
 
 def component_label(name: str, attack: str) -> str:
@@ -30,23 +30,23 @@ RANDOM_WEIGHTS_BANNER = ("> **RANDOM WEIGHTS**: this model was evaluated without
                          "(model.random_weights=true); its numbers say nothing about a trained model.")
 
 
-def paper_markdown(results: dict) -> str:
+def paper_markdown(results: EvaluationResults) -> str:
     """The paper's numbers beside the measured ones, for a zoo model whose paper reports them (bounded attacks:
     the worst case's ACC and mIoU at the radii both have; minimal-norm attacks: the attack's median and mean)."""
-    paper = results.get("paper")
+    paper = results.paper
     if not paper:
         return ""
     lines = [f"## Paper vs measured ({paper['source']})", ""]
-    if "minimal_norm" in results:
+    if results.minimal_norm is not None:
         published = paper.get("minimal_norm", {}).get(paper["scenario"], {}).get(paper["attack"])
         if published is None:
             return ""
-        summary = results["minimal_norm"]
+        summary = results.minimal_norm
         lines += ["| ||δ||∞ x255 | paper | measured |", "|---|---:|---:|",
                   f"| median | {published[0]:.2f} | {summary['median_x255']:.2f} |",
                   f"| mean | {published[1]:.2f} | {summary['mean_x255']:.2f} |"]
         return "\n".join(lines) + "\n"
-    radii = [key for key in results["radii"] if key in paper.get("radii", {})]
+    radii = [key for key in results.radii if key in paper.get("radii", {})]
     if not radii:
         return ""
 
@@ -55,17 +55,17 @@ def paper_markdown(results: dict) -> str:
 
     lines += ["| eps | paper ACC | measured ACC | paper mIoU | measured mIoU |", "|---|---:|---:|---:|---:|"]
     for key in radii:
-        published, measured = paper["radii"][key], results["radii"][key][WORST]
-        lines.append(f"| {key} | {cell(published['acc'])} | {measured['acc']:.1f} | {cell(published['miou'])} | "
-                     f"{measured['miou']:.1f} |")
-    lines += ["", f"Measured on {results['images']} {results['dataset']} {results['split']} images with "
-              f"{results['attack']}; the paper's SEA uses 4 losses x 300 iterations on the whole split."]
+        published, measured = paper["radii"][key], results.worst_case(key)
+        lines.append(f"| {key} | {cell(published['acc'])} | {measured.acc:.1f} | {cell(published['miou'])} | "
+                     f"{measured.miou:.1f} |")
+    lines += ["", f"Measured on {results.images} {results.dataset} {results.split} images with "
+              f"{results.attack}; the paper's SEA uses 4 losses x 300 iterations on the whole split."]
     return "\n".join(lines) + "\n"
 
 
-def provenance_markdown(results: dict) -> str:
+def provenance_markdown(results: EvaluationResults) -> str:
     """What made these numbers: weights, data, attack, seeds, software (lines under the title)."""
-    record = results.get("provenance")
+    record = results.provenance
     if not record:
         return ""
     data, software = record["dataset"], record["software"]
@@ -78,55 +78,55 @@ def provenance_markdown(results: dict) -> str:
                                                                     else "") + f", torch {software['torch']}"
              + (f", mmseg {software['mmseg']}" if software.get("mmseg") else ""),
              f"- command-line overrides: {' '.join(record['overrides']) or '(none)'}"]
-    banner = [RANDOM_WEIGHTS_BANNER, ""] if results.get("random_weights") else []
+    banner = [RANDOM_WEIGHTS_BANNER, ""] if results.random_weights else []
     return "\n".join(banner + lines) + "\n\n"
 
 
-def results_markdown(results: dict) -> str:
+def results_markdown(results: EvaluationResults) -> str:
     """Rows: the attack's components then its worst case; columns: ACC and mIoU per radius (Tables 1, 3, 9)."""
-    keys = list(results["radii"])
-    names = list(dict.fromkeys(n for key in keys for n in results["radii"][key] if n != WORST)) + [WORST]
+    keys = list(results.radii)
+    names = list(dict.fromkeys(n for key in keys for n in results.radii[key] if n != WORST)) + [WORST]
     header = "| attack | " + " | ".join(f"{k} ACC | {k} mIoU" for k in keys) + " |"
     rule = "|---|" + "---:|---:|" * len(keys)
-    lines = [f"# {results['attack']} on {results['model']} / {results['dataset']} ({results['split']}, "
-             f"{results['images']} images)", "", provenance_markdown(results).rstrip("\n"), ""]
-    if results.get("attack_note"):
-        lines += [f"> {results['attack_note']}", ""]
+    lines = [f"# {results.attack} on {results.model} / {results.dataset} ({results.split}, "
+             f"{results.images} images)", "", provenance_markdown(results).rstrip("\n"), ""]
+    if results.attack_note:
+        lines += [f"> {results.attack_note}", ""]
     lines += [header, rule]
     for name in names:
         cells = []
         for key in keys:
-            entry = results["radii"][key].get(name)
-            cells.append(f"{entry['acc']:.1f} | {entry['miou']:.1f}" if entry else "– | –")
-        lines.append(f"| {component_label(name, results['attack'])} | " + " | ".join(cells) + " |")
+            entry = results.radii[key].get(name)
+            cells.append(f"{entry.acc:.1f} | {entry.miou:.1f}" if entry else "– | –")
+        lines.append(f"| {component_label(name, results.attack)} | " + " | ".join(cells) + " |")
     lines += ["", "Per-class IoU of the worst case:", "",
               "| class | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    classes = list(results["radii"][keys[0]][WORST]["per_class_iou"])
+    classes = list(results.worst_case(keys[0]).per_class_iou)
     for cls in classes:
-        values = [results["radii"][k][WORST]["per_class_iou"][cls] for k in keys]
+        values = [results.worst_case(k).per_class_iou[cls] for k in keys]
         lines.append(f"| {cls} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in values) + " |")
-    if results.get("not_fooled_percentage"):
-        shown = ", ".join(f"{k}: {v:.1f}%" for k, v in results["not_fooled_percentage"].items() if k != "0")
+    if results.not_fooled_percentage:
+        shown = ", ".join(f"{k}: {v:.1f}%" for k, v in results.not_fooled_percentage.items() if k != "0")
         if shown:
             lines += ["", f"Images not fooled (APSR < 99% of their labelled pixels misclassified): {shown}"]
-    unlabelled = results["radii"][keys[0]][WORST].get("unlabelled_images", 0)
+    unlabelled = results.worst_case(keys[0]).unlabelled_images
     if unlabelled:
         lines += ["", f"{unlabelled} image(s) without any labelled pixel are left out of ACC."]
-    lines += ["", f"Wall time: {results['seconds']:.1f} s"]
+    lines += ["", f"Wall time: {results.seconds:.1f} s"]
     return "\n".join(lines) + "\n"
 
 
-def plot_robustness_curve(results: dict, path: Path) -> None:
+def plot_robustness_curve(results: EvaluationResults, path: Path) -> None:
     """Robust ACC and mIoU of the worst case against the radius (x axis in units of 1/255)."""
-    keys = list(results["radii"])
+    keys = list(results.radii)
     x = [parse_radius(k) * 255 for k in keys]
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for metric, label in (("acc", "ACC"), ("miou", "mIoU")):
-        axis.plot(x, [results["radii"][k][WORST][metric] for k in keys], marker="o", label=label)
+        axis.plot(x, [getattr(results.worst_case(k), metric) for k in keys], marker="o", label=label)
     axis.set_xlabel("radius  $\\epsilon_\\infty$ (x 1/255)")
     axis.set_ylabel("%")
     axis.set_ylim(0, 100)
-    axis.set_title(textwrap.fill(f"{results['attack']}: {results['model']}", 60), fontsize=8)
+    axis.set_title(textwrap.fill(f"{results.attack}: {results.model}", 60), fontsize=8)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -181,15 +181,15 @@ def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) 
     return [handle.get_label() for handle in handles]
 
 
-def minimal_norm_markdown(results: dict) -> str:
+def minimal_norm_markdown(results: EvaluationResults) -> str:
     """Thesis Table 5.1 (norms x 255), Table IV-2 (cost per image) and SEA App. C.4 (% not fooled at eps)."""
-    summary = results["minimal_norm"]
+    summary = results.minimal_norm
     cost = summary["complexity"]
-    lines = [f"# {results['attack']} on {results['model']} / {results['dataset']} ({results['split']}, "
-             f"{results['images']} images)", "", provenance_markdown(results).rstrip("\n"), "",
+    lines = [f"# {results.attack} on {results.model} / {results.dataset} ({results.split}, "
+             f"{results.images} images)", "", provenance_markdown(results).rstrip("\n"), "",
              "| attack | median ||δ||∞ x255 | mean ||δ||∞ x255 | success (APSR >= 99%) | ACC | mIoU |",
              "|---|---:|---:|---:|---:|---:|",
-             f"| {results['attack']} | {summary['median_x255']:.2f} | {summary['mean_x255']:.2f} | "
+             f"| {results.attack} | {summary['median_x255']:.2f} | {summary['mean_x255']:.2f} | "
              f"{100 * summary['success_rate']:.1f}% | {summary['adversarial']['acc']:.1f} | "
              f"{summary['adversarial']['miou']:.1f} |", "",
              "Failures count as 255/255 in the norms. Cost per image:", "",
@@ -202,27 +202,28 @@ def minimal_norm_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _paper_section(results: dict) -> str:
+def _paper_section(results: EvaluationResults) -> str:
     text = paper_markdown(results)
     return "\n" + text if text else ""
 
 
-def _diagnostics_section(results: dict) -> str:
+def _diagnostics_section(results: EvaluationResults) -> str:
     from robust_seg.evaluation.diagnostics import diagnostics_markdown
 
-    return "\n" + diagnostics_markdown(results["diagnostics"]) if results.get("diagnostics") else ""
+    return "\n" + diagnostics_markdown(results.diagnostics) if results.diagnostics else ""
 
 
-def _calibration_section(results: dict) -> str:
-    return "\n" + calibration_markdown(results) if "calibration" in results else ""
+def _calibration_section(results: EvaluationResults) -> str:
+    return "\n" + calibration_markdown(results.calibration, results.model) if results.calibration is not None else ""
 
 
-def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str], logger) -> str:
+def write_reports(results: EvaluationResults, run_dir: Path, figure_data: dict | None, class_names: list[str],
+                  logger) -> str:
     """Write results.json, results.md, plots and W&B entries; return the Markdown report."""
-    atomic_write_json(run_dir / "results.json", results)
-    if "calibration" in results:
-        write_calibration_reports(results, run_dir, logger)
-    if "minimal_norm" in results:
+    atomic_write_json(run_dir / "results.json", results.as_dict())
+    if results.calibration is not None:
+        write_calibration_reports(results.calibration, run_dir, logger)
+    if results.minimal_norm is not None:
         return _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
     markdown = results_markdown(results) + _paper_section(results) + _diagnostics_section(results) \
         + _calibration_section(results)
@@ -230,15 +231,15 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
     plot_robustness_curve(results, run_dir / "robustness_curve.png")
     if figure_data is not None:
         plot_attacked_images(figure_data, class_names, run_dir / "attacked_images.png")
-    keys = list(results["radii"])
-    rows = [[component_label(name, results["attack"]), key, entry["acc"], entry["miou"]]
-            for key in keys for name, entry in results["radii"][key].items()]
+    keys = list(results.radii)
+    rows = [[component_label(name, results.attack), key, entry.acc, entry.miou]
+            for key in keys for name, entry in results.radii[key].items()]
     logger.table("results", ["attack", "eps", "ACC", "mIoU"], rows)
-    logger.summary({f"{WORST}/{metric}@{key}": results["radii"][key][WORST][metric]
+    logger.summary({f"{WORST}/{metric}@{key}": getattr(results.worst_case(key), metric)
                     for key in keys for metric in ("acc", "miou")})
-    if results.get("diagnostics"):
+    if results.diagnostics:
         logger.summary({f"diagnostics/{name}": check["status"]
-                        for name, check in results["diagnostics"]["checks"].items()})
+                        for name, check in results.diagnostics["checks"].items()})
     logger.image("robustness_curve", run_dir / "robustness_curve.png")
     if figure_data is not None:
         logger.image("attacked_images", run_dir / "attacked_images.png")
@@ -248,13 +249,13 @@ def write_reports(results: dict, run_dir: Path, figure_data: dict | None, class_
     return markdown
 
 
-def _write_minimal_norm_reports(results: dict, run_dir: Path, figure_data: dict | None, class_names: list[str],
-                                logger) -> str:
-    summary = results["minimal_norm"]
+def _write_minimal_norm_reports(results: EvaluationResults, run_dir: Path, figure_data: dict | None,
+                                class_names: list[str], logger) -> str:
+    summary = results.minimal_norm
     markdown = minimal_norm_markdown(results) + _paper_section(results) + _calibration_section(results)
     atomic_write_text(run_dir / "results.md", markdown)
-    save_failure_curves_png({results["attack"]: summary["curve"]}, str(run_dir / "failure_curve.png"),
-                            title=f"{results['model']} / {results['dataset']}")
+    save_failure_curves_png({results.attack: summary["curve"]}, str(run_dir / "failure_curve.png"),
+                            title=f"{results.model} / {results.dataset}")
     if figure_data is not None:
         plot_attacked_images(figure_data, class_names, run_dir / "attacked_images.png")
         logger.image("attacked_images", run_dir / "attacked_images.png")

@@ -7,7 +7,7 @@ import torch
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.metrics.apsr import apsr
-from robust_seg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou
+from robust_seg.metrics.segmentation import confusion_matrix
 
 
 @dataclass
@@ -33,19 +33,6 @@ class ComponentTotals:
         for key, value in extras.items():
             if isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() == accuracy.numel():
                 self.extras.setdefault(key, []).extend(value.double().cpu().tolist())
-
-    def summary(self, class_names: list[str]) -> dict:
-        iou = iou_per_class(self.confusion)
-        measured = [a for a in self.accuracy if a == a]
-        return {
-            "acc": 100.0 * sum(measured) / len(measured) if measured else float("nan"),
-            "unlabelled_images": len(self.accuracy) - len(measured),
-            "miou": 100.0 * mean_iou(self.confusion),
-            "per_class_iou": {name: (None if v != v else 100.0 * v) for name, v in zip(class_names, iou.tolist())},
-            "images": len(self.accuracy),
-            "per_image_acc": [100.0 * a if a == a else None for a in self.accuracy],
-            **({"per_image": self.extras} if self.extras else {}),
-        }
 
     def state_dict(self) -> dict:
         return {"confusion": self.confusion, "accuracy": self.accuracy, "extras": self.extras, "indices": self.indices}
