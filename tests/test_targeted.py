@@ -177,6 +177,7 @@ def test_evaluation_driver_runs_a_targeted_minimal_norm_attack(tmp_path):
               "attack.target={kind:class,class_index:0}", "max_images=2", "batch_size=2", "logger=none",
               "run_name=targeted", cwd=tmp_path, check=True)
     results = json.loads((tmp_path / "outputs" / "evaluate" / "targeted" / "results.json").read_text())
-    assert results["attack"] == "alma_prox(iterations=20, nu=0.99, target=class:0)"
+    assert results["attack_config"] == "alma_prox(iterations=20, mu_max=1.0, mu_min=1e-12, nu=0.99, target=class:0)"
+    assert results["attack"] == "ALMA prox (20 it., targeted: class:0)"
     per_image = results["minimal_norm"]["per_image"]
     assert len(per_image["apsr"]) == 2 and all(0 < a <= 1 for a in per_image["apsr"])
