@@ -61,6 +61,47 @@ def official_sea_upernet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return official
 
 
+def official_sea_segmenter(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This project's Segmenter keys -> those of the SEA paper's released Segmenter (Strudel et al.'s layout, written
+    from ``backbones/vit_encoder.py`` and ``heads/segmenter_decoder.py`` of nmndeep/Robust-Segmentation: ``encoder.
+    blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``decoder.proj_patch`` used as ``x @ P``), with
+    the ViT's unused classification head ``encoder.head``."""
+    layer = [("ln1.", "norm1."), ("ln2.", "norm2."), ("attn.attn.in_proj_weight", "attn.qkv.weight"),
+             ("attn.attn.in_proj_bias", "attn.qkv.bias"), ("attn.attn.out_proj.", "attn.proj."),
+             ("ffn.layers.0.0.", "mlp.fc1."), ("ffn.layers.1.", "mlp.fc2.")]
+    official = {}
+    for key, value in state.items():
+        key = key[len("segmentor."):]
+        for ours, theirs in (("backbone.layers.", "encoder.blocks."), ("decode_head.layers.", "decoder.blocks.")):
+            if key.startswith(ours):
+                index, rest = key[len(ours):].split(".", 1)
+                rest = next(theirs_part + rest[len(ours_part):] for ours_part, theirs_part in layer
+                            if rest.startswith(ours_part))
+                key = f"{theirs}{index}.{rest}"
+        if key in ("decode_head.patch_proj.weight", "decode_head.classes_proj.weight"):
+            key, value = {"decode_head.patch_proj.weight": "decoder.proj_patch",
+                          "decode_head.classes_proj.weight": "decoder.proj_classes"}[key], value.t()
+        for ours, theirs in (("backbone.patch_embed.projection.", "encoder.patch_embed.proj."),
+                             ("backbone.ln1.", "encoder.norm."), ("backbone.", "encoder."),
+                             ("decode_head.dec_proj.", "decoder.proj_dec."), ("decode_head.", "decoder.")):
+            if key.startswith(ours):
+                key = theirs + key[len(ours):]
+                break
+        official[key] = value
+    width = official["encoder.norm.weight"].shape[0]
+    official.update({"encoder.head.weight": torch.zeros(1000, width), "encoder.head.bias": torch.zeros(1000)})
+    return official
+
+
+def official_layout(checkpoint_format: str, state: dict[str, torch.Tensor]) -> dict:
+    """``state`` written as a checkpoint of ``checkpoint_format`` is published."""
+    if checkpoint_format == "sea_upernet":
+        return official_sea_upernet(state)
+    if checkpoint_format == "sea_segmenter":
+        return official_sea_segmenter(state)
+    return {"meta": {"CLASSES": None}, "state_dict": {k[len("segmentor."):]: v for k, v in state.items()}}  # MMSeg
+
+
 def shipped_state(path: Path = ASSET) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("state_dict", state)
@@ -88,6 +129,27 @@ def test_sea_upernet_converter_maps_the_official_names_back_exactly():
         segmentation_state({k[len("segmentor."):]: v for k, v in ours.items()}, "sea_upernet", "x")
 
 
+def test_sea_segmenter_converter_maps_the_official_names_back_exactly():
+    from robust_seg.errors import CheckpointError
+    from robust_seg.models import build_model
+    from robust_seg.models.checkpoints import resolve_checkpoint_format, segmentation_state
+
+    cfg = compose_config("evaluate", ["model=small_segmenter_vit", "model.random_weights=true"])
+    ours = build_model(cfg.model, cfg.dataset.num_classes).state_dict()
+    official = official_sea_segmenter(ours)
+    for name in ("encoder.patch_embed.proj.weight", "encoder.cls_token", "encoder.pos_embed",
+                 "encoder.blocks.0.attn.qkv.weight", "encoder.blocks.0.attn.proj.bias", "encoder.blocks.0.mlp.fc2.weight",
+                 "encoder.blocks.0.norm1.weight", "encoder.norm.bias", "encoder.head.weight", "decoder.proj_dec.weight",
+                 "decoder.cls_emb", "decoder.blocks.0.norm2.bias", "decoder.proj_patch", "decoder.proj_classes",
+                 "decoder.decoder_norm.weight", "decoder.mask_norm.bias"):
+        assert name in official, name
+    assert resolve_checkpoint_format(official, "auto", "x") == "sea_segmenter"
+    converted = segmentation_state(official, "sea_segmenter", "x")
+    assert converted.keys() == ours.keys() and all(torch.equal(converted[k], ours[k]) for k in ours)
+    with pytest.raises(CheckpointError, match="keys the converter does not know: decoder.extra"):
+        segmentation_state({**official, "decoder.extra": torch.zeros(1)}, "sea_segmenter", "x")
+
+
 # ----------------------------------------------------------------------------------------------- the registry
 def test_every_zoo_entry_is_listed_composes_for_its_dataset_and_cites_the_paper():
     from robust_seg.config_checks import check_evaluate_config
@@ -95,7 +157,7 @@ def test_every_zoo_entry_is_listed_composes_for_its_dataset_and_cites_the_paper(
     from robust_seg.models.checkpoints import CHECKPOINT_FORMATS
 
     models = zoo_models()
-    assert sorted(m.name for m in models) == sorted(p.stem for p in ZOO_DIR.glob("*.yaml")) and len(models) >= 8
+    assert sorted(m.name for m in models) == sorted(p.stem for p in ZOO_DIR.glob("*.yaml")) and len(models) >= 9
     code, out, _ = call("zoo")
     assert code == 0 and all(f"| {m.name} | {m.dataset} |" in out for m in models)
     for model in models:
@@ -216,11 +278,7 @@ def test_every_zoo_entry_loads_a_served_checkpoint_of_its_format(model, tmp_path
     torch.manual_seed(0)
     state = {k: torch.randn_like(v) if v.is_floating_point() and "running_var" not in k else v
              for k, v in state.items()}
-    if entry.checkpoint_format == "sea_upernet":
-        torch.save(official_sea_upernet(state), served / "model.pth")
-    else:  # the MMSeg model zoo's layout
-        torch.save({"meta": {"CLASSES": None}, "state_dict": {k[len("segmentor."):]: v for k, v in state.items()}},
-                   served / "model.pth")
+    torch.save(official_layout(entry.checkpoint_format, state), served / "model.pth")
     loaded = load_model(f"zoo/{model}", checkpoint=f"{base}/model.pth")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
     with torch.no_grad():

@@ -43,7 +43,7 @@ def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> 
 
 SEGMENTOR_PREFIX = "segmentor."
 SEMSEG_FORMATS = ("semseg_pspnet", "semseg_deeplabv3")
-CONVERTED_FORMATS = SEMSEG_FORMATS + ("sea_upernet",)
+CONVERTED_FORMATS = SEMSEG_FORMATS + ("sea_upernet", "sea_segmenter")
 CHECKPOINT_FORMATS = ("auto", "project", "mmseg") + CONVERTED_FORMATS
 """Layouts of whole-model checkpoints: see :func:`segmentation_state`."""
 
@@ -64,6 +64,8 @@ def resolve_checkpoint_format(state: Mapping[str, torch.Tensor], checkpoint_form
             return "semseg_pspnet"
     if any(k.startswith("backbone.downsample_layers.") for k in state):
         return "sea_upernet"
+    if any(k.startswith("encoder.blocks.") for k in state) and any(k.startswith("decoder.") for k in state):
+        return "sea_segmenter"
     return "mmseg"
 
 
@@ -77,9 +79,11 @@ def segmentation_state(state: Mapping[str, torch.Tensor], checkpoint_format: str
     and AT models of Xu et al. 2021 (keys ``layer0..layer4``, ``ppm`` / ``aspp``, ``cls`` / ``cls1``, ``aux`` /
     ``aux_cls1``), converted by ``robust_seg.models.convert.semseg`` for the model configs
     ``pspnet_r50_ddcat`` / ``deeplabv3_r50_ddcat``.
-    ``sea_upernet``: a UPerNet + ConvNeXt released with the SEA/PIR-AT paper (``robust_seg.models.convert.sea_upernet``).
+    ``sea_upernet`` / ``sea_segmenter``: a UPerNet + ConvNeXt / Segmenter + ViT released with the SEA/PIR-AT paper
+    (``robust_seg.models.convert.sea_upernet`` / ``sea_segmenter``).
     ``auto``: ``project`` when any key starts with ``segmentor.``, a semseg format when the keys are semseg's
-    (``layer0.*`` with ``ppm.*`` or ``aspp.*``), ``sea_upernet`` for ``backbone.downsample_layers.*``, else ``mmseg``.
+    (``layer0.*`` with ``ppm.*`` or ``aspp.*``), ``sea_upernet`` for ``backbone.downsample_layers.*``,
+    ``sea_segmenter`` for ``encoder.blocks.*`` with ``decoder.*``, else ``mmseg``.
     """
     checkpoint_format = resolve_checkpoint_format(state, checkpoint_format, what)
     if checkpoint_format == "project":

@@ -317,6 +317,74 @@ def sea_upernet(state: Mapping[str, torch.Tensor], checkpoint_format: str = "sea
     return converted
 
 
+_TRANSFORMER_LAYER = (  # official Block (vit_encoder.py) -> mmseg TransformerEncoderLayer
+    (r"norm1\.", "ln1."), (r"norm2\.", "ln2."), (r"attn\.qkv\.weight", "attn.attn.in_proj_weight"),
+    (r"attn\.qkv\.bias", "attn.attn.in_proj_bias"), (r"attn\.proj\.", "attn.attn.out_proj."),
+    (r"mlp\.fc1\.", "ffn.layers.0.0."), (r"mlp\.fc2\.", "ffn.layers.1."))
+_SEA_SEGMENTER_RENAMES = (
+    *((re.compile(rf"^encoder\.blocks\.(\d+)\.{a}"), rf"backbone.layers.\1.{b}") for a, b in _TRANSFORMER_LAYER),
+    *((re.compile(rf"^decoder\.blocks\.(\d+)\.{a}"), rf"decode_head.layers.\1.{b}") for a, b in _TRANSFORMER_LAYER),
+    (re.compile(r"^encoder\.patch_embed\.proj\."), "backbone.patch_embed.projection."),
+    (re.compile(r"^encoder\.(cls_token|pos_embed)$"), r"backbone.\1"),
+    (re.compile(r"^encoder\.norm\."), "backbone.ln1."),
+    (re.compile(r"^decoder\.proj_dec\."), "decode_head.dec_proj."),
+    (re.compile(r"^decoder\.(cls_emb|decoder_norm\.\w+|mask_norm\.\w+)$"), r"decode_head.\1"),
+)
+_SEA_SEGMENTER_PROJECTIONS = {"decoder.proj_patch": "decode_head.patch_proj.weight",
+                              "decoder.proj_classes": "decode_head.classes_proj.weight"}
+_SEA_SEGMENTER_UNUSED = ("encoder.head.",)
+"""The ViT's ImageNet classification head: part of the released encoder, unused by the segmentation forward."""
+
+
+def sea_segmenter(state: Mapping[str, torch.Tensor], checkpoint_format: str = "sea_segmenter") -> StateDict:
+    """A Segmenter + ViT released with the SEA/PIR-AT paper (github.com/nmndeep/Robust-Segmentation,
+    ``semseg/models/segmenter.py``, ``backbones/vit_encoder.py``, ``heads/segmenter_decoder.py``, after Strudel et
+    al.'s code) -> MMSeg's ``VisionTransformer`` + ``SegmenterMaskTransformerHead`` (``configs/model/segmenter_vit_s.yaml``):
+
+    ===============================================  ===============================================
+    official                                         MMSeg
+    ===============================================  ===============================================
+    encoder.patch_embed.proj.*                       backbone.patch_embed.projection.*
+    encoder.cls_token, encoder.pos_embed             backbone.cls_token, backbone.pos_embed
+    {encoder,decoder}.blocks.{i}.norm{1,2}.*         {backbone,decode_head}.layers.{i}.ln{1,2}.*
+    {...}.blocks.{i}.attn.qkv.{weight,bias}          {...}.layers.{i}.attn.attn.in_proj_{weight,bias}
+    {...}.blocks.{i}.attn.proj.*                     {...}.layers.{i}.attn.attn.out_proj.*
+    {...}.blocks.{i}.mlp.fc{1,2}.*                   {...}.layers.{i}.ffn.layers.{0.0,1}.*
+    encoder.norm.*                                   backbone.ln1.* (the final norm)
+    decoder.proj_dec.*, decoder.cls_emb              decode_head.dec_proj.*, decode_head.cls_emb
+    decoder.decoder_norm.*, decoder.mask_norm.*      decode_head.decoder_norm.*, decode_head.mask_norm.*
+    decoder.proj_patch, decoder.proj_classes (P,     decode_head.patch_proj.weight, decode_head.classes_proj.weight
+      used as x @ P)                                   (bias-free Linear: x @ W^T, so W = P^T)
+    encoder.head.* (classification head)             dropped
+    ===============================================  ===============================================
+
+    The qkv projection's rows are q, k, v in that order, as ``nn.MultiheadAttention``'s ``in_proj_weight``. Every
+    other key is an error naming it.
+    """
+    if not any(k.startswith("encoder.blocks.") for k in state) or not any(k.startswith("decoder.") for k in state):
+        present = sorted({".".join(k.split(".")[:2]) for k in state})
+        raise _semseg_error(f"not a SEA-paper Segmenter checkpoint: no encoder.blocks.* / decoder.* keys (its keys "
+                            f"start with: {', '.join(present[:8])})")
+    converted: StateDict = {}
+    unknown = []
+    for key, value in state.items():
+        if key.startswith(_SEA_SEGMENTER_UNUSED):
+            continue
+        if key in _SEA_SEGMENTER_PROJECTIONS:
+            converted[_SEA_SEGMENTER_PROJECTIONS[key]] = value.t().contiguous()
+            continue
+        for pattern, replacement in _SEA_SEGMENTER_RENAMES:
+            if pattern.search(key):
+                converted[pattern.sub(replacement, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 6 else "")
+        raise _semseg_error(f"SEA-paper Segmenter checkpoint has keys the converter does not know: {shown}")
+    return converted
+
+
 SEGMENTATION_CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], str], StateDict]] = {
-    **{name: semseg for name in SEMSEG_HEADS}, "sea_upernet": sea_upernet}
+    **{name: semseg for name in SEMSEG_HEADS}, "sea_upernet": sea_upernet, "sea_segmenter": sea_segmenter}
 """Whole-model checkpoint formats (``model.checkpoint_format``) beyond ``project`` and ``mmseg``."""
