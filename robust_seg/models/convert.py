@@ -12,6 +12,8 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from robust_seg.errors import CheckpointError
+
 StateDict = dict[str, torch.Tensor]
 
 
@@ -27,6 +29,29 @@ def _strip_prefixes(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]
                     key, changed = key[len(prefix):], True
         stripped[key] = value
     return stripped
+
+
+def _summarise(keys: list[str], limit: int = 6) -> str:
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def _renamed(state: Mapping[str, torch.Tensor], renames, what: str, skip: tuple[str, ...] = ()) -> StateDict:
+    """Every key of ``state`` renamed by the first matching ``(pattern, replacement)`` of ``renames``; keys starting
+    with ``skip`` dropped; any other key is an error naming it (``what``: the checkpoint, in words)."""
+    converted: StateDict = {}
+    unknown = []
+    for key, value in state.items():
+        if key.startswith(skip):
+            continue
+        for pattern, replacement in renames:
+            if pattern.search(key):
+                converted[pattern.sub(replacement, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"{what} has keys the converter does not know: {_summarise(unknown)}")
+    return converted
 
 
 def _drop(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> StateDict:
@@ -65,15 +90,24 @@ def timm_convnext(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> Sta
     return _fill_from_target(state, backbone, lambda key: re.match(r"norm\d+\.", key) is not None)
 
 
+VIT_BLOCK = ((r"norm1\.", "ln1."), (r"norm2\.", "ln2."), (r"attn\.qkv\.(weight|bias)$", r"attn.attn.in_proj_\2"),
+             (r"attn\.proj\.", "attn.attn.out_proj."), (r"mlp\.fc1\.", "ffn.layers.0.0."),
+             (r"mlp\.fc2\.", "ffn.layers.1."))
+"""A timm-style ViT block (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1/fc2``; also the blocks of
+Strudel et al.'s Segmenter) -> mmseg's ``TransformerEncoderLayer``, within a block's keys (group 1 of the whole
+pattern is the block index, so the qkv suffix is group 2)."""
+
+
+def vit_block_renames(source: str, target: str) -> list[tuple[re.Pattern, str]]:
+    """The ``VIT_BLOCK`` renames of ``<source>.{i}.*`` -> ``<target>.{i}.*`` (``source``, ``target``: key prefixes)."""
+    return [(re.compile(rf"^{re.escape(source)}\.(\d+)\.{pattern}"), rf"{target}.\1.{replacement}")
+            for pattern, replacement in VIT_BLOCK]
+
+
 _TIMM_VIT_RENAMES = (
-    (r"^patch_embed\.proj\.", "patch_embed.projection."),
-    (r"^blocks\.(\d+)\.norm1\.", r"layers.\1.ln1."),
-    (r"^blocks\.(\d+)\.norm2\.", r"layers.\1.ln2."),
-    (r"^blocks\.(\d+)\.attn\.qkv\.(weight|bias)$", r"layers.\1.attn.attn.in_proj_\2"),
-    (r"^blocks\.(\d+)\.attn\.proj\.", r"layers.\1.attn.attn.out_proj."),
-    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"layers.\1.ffn.layers.0.0."),
-    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"layers.\1.ffn.layers.1."),
-    (r"^norm\.", "ln1."),
+    (re.compile(r"^patch_embed\.proj\."), "patch_embed.projection."),
+    *vit_block_renames("blocks", "layers"),
+    (re.compile(r"^norm\."), "ln1."),
 )
 
 
@@ -103,7 +137,7 @@ def timm_vit(state: Mapping[str, torch.Tensor], backbone: nn.Module) -> StateDic
     converted = {}
     for key, value in state.items():
         for pattern, replacement in _TIMM_VIT_RENAMES:
-            key = re.sub(pattern, replacement, key)
+            key = pattern.sub(replacement, key)
         converted[key] = value
     if "pos_embed" in converted:
         side = int(round((converted["pos_embed"].shape[1] - 1) ** 0.5))
@@ -151,12 +185,6 @@ SEMSEG_UNUSED = ("cls2.", "mask1.")
 (their ``model.eval()`` forward returns the normal branch ``cls1``), hence dropped."""
 
 
-def _semseg_error(message: str) -> Exception:
-    from robust_seg.errors import CheckpointError
-
-    return CheckpointError(message)
-
-
 def _semseg_head_names(state: Mapping[str, torch.Tensor]) -> tuple[str, str]:
     """(classifier, auxiliary) prefixes: ``cls``/``aux`` (PSPNet, DeepLabV3, AT/SAT) or ``cls1``/``aux_cls1`` (DDC-AT)."""
     if any(k.startswith("cls1.") for k in state):
@@ -193,11 +221,11 @@ def semseg(state: Mapping[str, torch.Tensor], checkpoint_format: str) -> StateDi
     not enter the evaluation forward). Every other key must be consumed: anything else is an error naming it.
     """
     if checkpoint_format not in SEMSEG_HEADS:
-        raise _semseg_error(f"unknown semseg format '{checkpoint_format}' (choose from {', '.join(SEMSEG_HEADS)})")
+        raise CheckpointError(f"unknown semseg format '{checkpoint_format}' (choose from {', '.join(SEMSEG_HEADS)})")
     context = SEMSEG_HEADS[checkpoint_format]
     present = sorted({k.split(".")[0] for k in state})
     if not any(k.startswith("layer0.") for k in state):
-        raise _semseg_error(
+        raise CheckpointError(
             f"not a semseg (hszhao / DDC-AT) checkpoint: no layer0.* deep-stem keys (its top-level keys: "
             f"{', '.join(present[:8])}); use model.checkpoint_format=auto for this project's or MMSeg checkpoints")
     other = next((f for f, c in SEMSEG_HEADS.items() if c != context and any(k.startswith(c + ".") for k in state)),
@@ -205,7 +233,7 @@ def semseg(state: Mapping[str, torch.Tensor], checkpoint_format: str) -> StateDi
     if other is not None or not any(k.startswith(context + ".") for k in state):
         hint = f"set model.checkpoint_format={other} and the matching model config" if other else \
             "expected a PSPNet (ppm.*) or DeepLabV3 (aspp.*) checkpoint"
-        raise _semseg_error(f"semseg checkpoint without {context}.* keys for checkpoint_format={checkpoint_format} "
+        raise CheckpointError(f"semseg checkpoint without {context}.* keys for checkpoint_format={checkpoint_format} "
                             f"(its top-level keys: {', '.join(present[:8])}): {hint}")
     classifier, auxiliary = _semseg_head_names(state)
 
@@ -239,15 +267,15 @@ def semseg(state: Mapping[str, torch.Tensor], checkpoint_format: str) -> StateDi
             continue
         converted[match[1] + key[len(match[0]):]] = value
     if unknown:
-        shown = ", ".join(unknown[:6]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 6 else "")
-        raise _semseg_error(f"semseg checkpoint ({checkpoint_format}) has keys the converter does not know: {shown}")
+        raise CheckpointError(f"semseg checkpoint ({checkpoint_format}) has keys the converter does not know: "
+                            f"{_summarise(unknown)}")
 
     if context == "aspp":
         key = "decode_head.bottleneck.conv.weight"
         weight = converted.get(key)
         if weight is not None:
             if weight.dim() != 4 or weight.shape[-2:] != (1, 1) or weight.shape[1] % 5:
-                raise _semseg_error(f"{classifier}.0.weight {tuple(weight.shape)} is not the 1x1 projection of the "
+                raise CheckpointError(f"{classifier}.0.weight {tuple(weight.shape)} is not the 1x1 projection of the "
                                     "5 ASPP branches of a semseg DeepLabV3")
             branch = weight.shape[1] // 5
             reordered = torch.cat([weight[:, 4 * branch:], weight[:, :4 * branch]], dim=1)
@@ -300,30 +328,14 @@ def sea_upernet(state: Mapping[str, torch.Tensor], checkpoint_format: str = "sea
     """
     if not any(k.startswith("backbone.downsample_layers.") for k in state):
         present = sorted({".".join(k.split(".")[:2]) for k in state})
-        raise _semseg_error(f"not a SEA-paper UPerNet checkpoint: no backbone.downsample_layers.* keys (its keys "
+        raise CheckpointError(f"not a SEA-paper UPerNet checkpoint: no backbone.downsample_layers.* keys (its keys "
                             f"start with: {', '.join(present[:8])})")
-    converted: StateDict = {}
-    unknown = []
-    for key, value in state.items():
-        for pattern, replacement in _SEA_UPERNET_RENAMES:
-            if pattern.search(key):
-                converted[pattern.sub(replacement, key)] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        shown = ", ".join(unknown[:6]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 6 else "")
-        raise _semseg_error(f"SEA-paper UPerNet checkpoint has keys the converter does not know: {shown}")
-    return converted
+    return _renamed(state, _SEA_UPERNET_RENAMES, "SEA-paper UPerNet checkpoint")
 
 
-_TRANSFORMER_LAYER = (  # official Block (vit_encoder.py) -> mmseg TransformerEncoderLayer
-    (r"norm1\.", "ln1."), (r"norm2\.", "ln2."), (r"attn\.qkv\.weight", "attn.attn.in_proj_weight"),
-    (r"attn\.qkv\.bias", "attn.attn.in_proj_bias"), (r"attn\.proj\.", "attn.attn.out_proj."),
-    (r"mlp\.fc1\.", "ffn.layers.0.0."), (r"mlp\.fc2\.", "ffn.layers.1."))
 _SEA_SEGMENTER_RENAMES = (
-    *((re.compile(rf"^encoder\.blocks\.(\d+)\.{a}"), rf"backbone.layers.\1.{b}") for a, b in _TRANSFORMER_LAYER),
-    *((re.compile(rf"^decoder\.blocks\.(\d+)\.{a}"), rf"decode_head.layers.\1.{b}") for a, b in _TRANSFORMER_LAYER),
+    *vit_block_renames("encoder.blocks", "backbone.layers"),
+    *vit_block_renames("decoder.blocks", "decode_head.layers"),
     (re.compile(r"^encoder\.patch_embed\.proj\."), "backbone.patch_embed.projection."),
     (re.compile(r"^encoder\.(cls_token|pos_embed)$"), r"backbone.\1"),
     (re.compile(r"^encoder\.norm\."), "backbone.ln1."),
@@ -339,7 +351,8 @@ _SEA_SEGMENTER_UNUSED = ("encoder.head.",)
 def sea_segmenter(state: Mapping[str, torch.Tensor], checkpoint_format: str = "sea_segmenter") -> StateDict:
     """A Segmenter + ViT released with the SEA/PIR-AT paper (github.com/nmndeep/Robust-Segmentation,
     ``semseg/models/segmenter.py``, ``backbones/vit_encoder.py``, ``heads/segmenter_decoder.py``, after Strudel et
-    al.'s code) -> MMSeg's ``VisionTransformer`` + ``SegmenterMaskTransformerHead`` (``configs/model/segmenter_vit_s.yaml``):
+    al.'s code) -> MMSeg's ``VisionTransformer`` + ``SegmenterMaskTransformerHead``
+    (``configs/model/segmenter_vit_s.yaml``):
 
     ===============================================  ===============================================
     official                                         MMSeg
@@ -363,26 +376,13 @@ def sea_segmenter(state: Mapping[str, torch.Tensor], checkpoint_format: str = "s
     """
     if not any(k.startswith("encoder.blocks.") for k in state) or not any(k.startswith("decoder.") for k in state):
         present = sorted({".".join(k.split(".")[:2]) for k in state})
-        raise _semseg_error(f"not a SEA-paper Segmenter checkpoint: no encoder.blocks.* / decoder.* keys (its keys "
+        raise CheckpointError(f"not a SEA-paper Segmenter checkpoint: no encoder.blocks.* / decoder.* keys (its keys "
                             f"start with: {', '.join(present[:8])})")
-    converted: StateDict = {}
-    unknown = []
-    for key, value in state.items():
-        if key.startswith(_SEA_SEGMENTER_UNUSED):
-            continue
-        if key in _SEA_SEGMENTER_PROJECTIONS:
-            converted[_SEA_SEGMENTER_PROJECTIONS[key]] = value.t().contiguous()
-            continue
-        for pattern, replacement in _SEA_SEGMENTER_RENAMES:
-            if pattern.search(key):
-                converted[pattern.sub(replacement, key)] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        shown = ", ".join(unknown[:6]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 6 else "")
-        raise _semseg_error(f"SEA-paper Segmenter checkpoint has keys the converter does not know: {shown}")
-    return converted
+    projections = {target: state[source].t().contiguous() for source, target in _SEA_SEGMENTER_PROJECTIONS.items()
+                   if source in state}
+    rest = {key: value for key, value in state.items() if key not in _SEA_SEGMENTER_PROJECTIONS}
+    return {**_renamed(rest, _SEA_SEGMENTER_RENAMES, "SEA-paper Segmenter checkpoint", skip=_SEA_SEGMENTER_UNUSED),
+            **projections}
 
 
 SEGMENTATION_CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], str], StateDict]] = {
