@@ -8,20 +8,13 @@ percentages (ACC, mIoU, ECE) or ||delta||_inf x 255.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
+from robust_seg.reporting.paper_tables import table_data
 
 Row = tuple[float | None, ...]
-DATA = Path(__file__).resolve().parent / "paper_tables"
-
-
-def _rows(table: str) -> list[dict]:
-    return yaml.safe_load((DATA / f"{table}.yaml").read_text())["rows"]
 
 
 def _numbers(table: str, key) -> dict:
-    return {key(row): tuple(row["paper"]) for row in _rows(table)}
+    return {key(row): tuple(row["paper"]) for row in table_data(table)["rows"]}
 
 
 TABLE1: dict[tuple[str, str], Row] = _numbers("table1", lambda row: tuple(row["labels"]))
