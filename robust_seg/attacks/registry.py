@@ -93,10 +93,14 @@ class ResolvedAttack:
     def minimal_norm(self) -> bool:
         return self.spec.kind == MINIMAL_NORM
 
+    def run_keys(self, keys: list[str]) -> list[str]:
+        """The results keys of its runs: the radii's (bounded attack) or ``MINIMAL_NORM_KEY`` (minimal-norm attack)."""
+        return [MINIMAL_NORM_KEY] if self.minimal_norm else list(keys)
+
     def runs(self, radii: list[float], keys: list[str]) -> list[tuple[float | None, str]]:
         """(radius, results key) of each run on a batch: one per radius for a bounded attack; one without a radius
         for a minimal-norm attack (its radii only serve the robust-at-eps curve)."""
-        return [(None, MINIMAL_NORM_KEY)] if self.minimal_norm else list(zip(radii, keys))
+        return list(zip([None] if self.minimal_norm else radii, self.run_keys(keys)))
 
     @property
     def label(self) -> str:

@@ -247,7 +247,7 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
            class_names: list[str], shard: Shard = Shard(), diagnostics: Diagnostics | None = None) -> dict:
     """Results from the totals (one process, a shard, or merged shards) into the run directory's reports."""
     keys = provenance["radii"]
-    runs = [key for _, key in attack.runs(keys, keys)]
+    runs = attack.run_keys(keys)
     radii = {key: {name: ComponentResult.from_totals(comp, class_names) for name, comp in totals[key].items()}
              for key in runs}
     results = EvaluationResults(
