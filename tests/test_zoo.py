@@ -107,47 +107,44 @@ def shipped_state(path: Path = ASSET) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state)
 
 
-def test_sea_upernet_converter_maps_the_official_names_back_exactly():
-    from robust_seg.errors import CheckpointError
-    from robust_seg.models.checkpoints import resolve_checkpoint_format, segmentation_state
-
-    ours = shipped_state()
-    official = official_sea_upernet(ours)
-    for name in ("backbone.downsample_layers.0.stem.3.weight", "backbone.downsample_layers.2.0.bias",
-                 "backbone.stages.2.1.dwconv.weight", "backbone.stages.0.0.pwconv2.bias", "backbone.stages.3.0.gamma",
-                 "backbone.norm3.weight", "decode_head.psp_modules.3.1.batch_norm.running_var",
-                 "decode_head.fpn_bottleneck.conv.weight", "decode_head.lateral_convs.0.batch_norm.weight",
-                 "decode_head.classifier.bias", "auxiliary_head.convs.0.batch_norm.weight",
-                 "auxiliary_head.classifier.weight"):
-        assert name in official, name
-    assert resolve_checkpoint_format(official, "auto", "x") == "sea_upernet"
-    converted = segmentation_state(official, "sea_upernet", "x")
-    assert converted.keys() == ours.keys() and all(torch.equal(converted[k], ours[k]) for k in ours)
-    with pytest.raises(CheckpointError, match="keys the converter does not know: backbone.extra"):
-        segmentation_state({**official, "backbone.extra": torch.zeros(1)}, "sea_upernet", "x")
-    with pytest.raises(CheckpointError, match="not a SEA-paper UPerNet checkpoint"):
-        segmentation_state({k[len("segmentor."):]: v for k, v in ours.items()}, "sea_upernet", "x")
+OFFICIAL_FORMATS = {
+    # format: (model config of this project, writer of the official layout, official key names, an unrelated layout)
+    "sea_upernet": ("small_upernet_convnext", official_sea_upernet, (
+        "backbone.downsample_layers.0.stem.3.weight", "backbone.downsample_layers.2.0.bias",
+        "backbone.stages.2.1.dwconv.weight", "backbone.stages.0.0.pwconv2.bias", "backbone.stages.3.0.gamma",
+        "backbone.norm3.weight", "decode_head.psp_modules.3.1.batch_norm.running_var",
+        "decode_head.fpn_bottleneck.conv.weight", "decode_head.lateral_convs.0.batch_norm.weight",
+        "decode_head.classifier.bias", "auxiliary_head.convs.0.batch_norm.weight", "auxiliary_head.classifier.weight"),
+        "not a SEA-paper UPerNet checkpoint"),
+    "sea_segmenter": ("small_segmenter_vit", official_sea_segmenter, (
+        "encoder.patch_embed.proj.weight", "encoder.cls_token", "encoder.pos_embed", "encoder.blocks.0.attn.qkv.weight",
+        "encoder.blocks.0.attn.proj.bias", "encoder.blocks.0.mlp.fc2.weight", "encoder.blocks.0.norm1.weight",
+        "encoder.norm.bias", "encoder.head.weight", "decoder.proj_dec.weight", "decoder.cls_emb",
+        "decoder.blocks.0.norm2.bias", "decoder.proj_patch", "decoder.proj_classes", "decoder.decoder_norm.weight",
+        "decoder.mask_norm.bias"), "not a SEA-paper Segmenter checkpoint"),
+}
 
 
-def test_sea_segmenter_converter_maps_the_official_names_back_exactly():
+@pytest.mark.parametrize("checkpoint_format", sorted(OFFICIAL_FORMATS))
+def test_sea_converters_map_the_official_names_back_exactly(checkpoint_format):
     from robust_seg.errors import CheckpointError
     from robust_seg.models import build_model
     from robust_seg.models.checkpoints import resolve_checkpoint_format, segmentation_state
 
-    cfg = compose_config("evaluate", ["model=small_segmenter_vit", "model.random_weights=true"])
+    model, write, names, wrong_layout = OFFICIAL_FORMATS[checkpoint_format]
+    cfg = compose_config("evaluate", [f"model={model}", "model.random_weights=true"])
     ours = build_model(cfg.model, cfg.dataset.num_classes).state_dict()
-    official = official_sea_segmenter(ours)
-    for name in ("encoder.patch_embed.proj.weight", "encoder.cls_token", "encoder.pos_embed",
-                 "encoder.blocks.0.attn.qkv.weight", "encoder.blocks.0.attn.proj.bias", "encoder.blocks.0.mlp.fc2.weight",
-                 "encoder.blocks.0.norm1.weight", "encoder.norm.bias", "encoder.head.weight", "decoder.proj_dec.weight",
-                 "decoder.cls_emb", "decoder.blocks.0.norm2.bias", "decoder.proj_patch", "decoder.proj_classes",
-                 "decoder.decoder_norm.weight", "decoder.mask_norm.bias"):
+    official = write(ours)
+    for name in names:
         assert name in official, name
-    assert resolve_checkpoint_format(official, "auto", "x") == "sea_segmenter"
-    converted = segmentation_state(official, "sea_segmenter", "x")
+    assert resolve_checkpoint_format(official, "auto", "x") == checkpoint_format
+    converted = segmentation_state(official, checkpoint_format, "x")
     assert converted.keys() == ours.keys() and all(torch.equal(converted[k], ours[k]) for k in ours)
-    with pytest.raises(CheckpointError, match="keys the converter does not know: decoder.extra"):
-        segmentation_state({**official, "decoder.extra": torch.zeros(1)}, "sea_segmenter", "x")
+    extra = f"{names[0].split('.')[0]}.extra"
+    with pytest.raises(CheckpointError, match=f"keys the converter does not know: {extra}"):
+        segmentation_state({**official, extra: torch.zeros(1)}, checkpoint_format, "x")
+    with pytest.raises(CheckpointError, match=wrong_layout):
+        segmentation_state({k[len("segmentor."):]: v for k, v in ours.items()}, checkpoint_format, "x")
 
 
 # ----------------------------------------------------------------------------------------------- the registry
