@@ -1,7 +1,13 @@
 """Record or check the numbers of a fixed set of tiny runs: every attack kind, the main job, AT, CALS, PIR-AT.
 
-    python scripts/regression_runs.py --record      # write tests/regression/expected.json
+    python scripts/regression_runs.py --record      # write tests/regression/expected-<CPU kernels>.json
     python scripts/regression_runs.py               # run them again and compare, number for number
+
+The numbers are exact for one set of CPU kernels: torch picks its vectorised kernels (and oneDNN its
+convolutions) by the processor's instruction set, and AVX2 and AVX-512 kernels differ in the last bits, which
+some iterations of an attack turn into different pixels. So each instruction set has its own file, named by
+``torch.backends.cpu.get_cpu_capability()``; a machine with no file of its own records one from a commit whose
+numbers are trusted (``--record`` on that commit), and from then on every change is checked against it.
 
 Each run is the entry point's own command (in this process, one thread, in a temporary directory): the main job
 at 2 images, each attack at 2 images and 3 iterations (Square: 3 queries), a calibration evaluation, and one epoch
@@ -22,7 +28,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-EXPECTED = ROOT / "tests" / "regression" / "expected.json"
+
+
+def expected_file() -> Path:
+    """The recorded numbers of this machine's CPU kernels (``tests/regression/expected-<capability>.json``)."""
+    import torch
+
+    return ROOT / "tests" / "regression" / f"expected-{torch.backends.cpu.get_cpu_capability()}.json"
+
+
+EXPECTED = expected_file()
 
 EVALUATE = ["logger=none", "max_images=2", "batch_size=2", "dataset.synthetic.num_val=2", "runtime.threads=1",
             "figure_images=0", "diagnostics=false"]
@@ -126,7 +141,7 @@ def differences(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", action="store_true", help=f"write {EXPECTED.relative_to(ROOT)}")
+    parser.add_argument("--record", action="store_true", help=f"write {EXPECTED.relative_to(ROOT)} (this machine's kernels)")
     parser.add_argument("--only", nargs="+", choices=sorted(RUNS), help="these runs only")
     args = parser.parse_args(argv)
     names = args.only or list(RUNS)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -19,6 +21,9 @@ def _script():
 def test_tiny_runs_give_the_recorded_numbers(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     script = _script()
+    if not script.EXPECTED.exists():
+        pytest.skip(f"no numbers recorded for this machine's CPU kernels ({script.EXPECTED.name}): record them with "
+                    "python scripts/regression_runs.py --record on a trusted commit")
     expected = json.loads(script.EXPECTED.read_text())
     assert sorted(expected) == sorted(script.RUNS)
     actual = script.run_all(list(script.RUNS))
