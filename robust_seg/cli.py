@@ -8,10 +8,14 @@ input errors (``RobustSegError``) into the same one line, and removes a director
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
 import sys
+import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from robust_seg.errors import RobustSegError
@@ -40,11 +44,79 @@ def one_line(error: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
+FS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space, then run the same command with resume=true to continue",
+    errno.EDQUOT: "the disk quota is exhausted: free space, then run the same command with resume=true",
+    errno.EACCES: "permission denied: choose a place this user may write (hydra.run.dir=DIR, ROBUST_SEG_OUTPUTS) "
+                  "or give the user access",
+    errno.EPERM: "operation not permitted: choose a place this user may write (hydra.run.dir=DIR)",
+    errno.EROFS: "the file system is read-only: choose a writable place (hydra.run.dir=DIR, ROBUST_SEG_OUTPUTS)",
+    errno.EEXIST: "a file is in the way of the run directory: choose another hydra.run.dir or run_name",
+    errno.ENOTDIR: "a file is in the way of the run directory: choose another hydra.run.dir or run_name",
+    errno.EISDIR: "a directory is where a file should be: choose another path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter run_name or hydra.run.dir",
+}
+"""File-system faults (not bugs) that end a command in one line: errno -> what to do."""
+
+
+def file_system_message(error: BaseException) -> str | None:
+    """One line for a file-system fault (``FS_HINTS``), None for any other exception."""
+    if not isinstance(error, OSError) or error.errno not in FS_HINTS:
+        return None
+    where = f" {error.filename}" if error.filename else ""
+    return f"cannot write{where}: {FS_HINTS[error.errno]}"
+
+
+def entry_name() -> str:
+    """``evaluate``, ``train`` or ``pretrain``: the running entry point (``python -m robust_seg.X``, its file, or
+    the console script ``robust-seg-X``)."""
+    name = Path(sys.argv[0]).name
+    name = name[:-3] if name.endswith(".py") else name
+    return name.rsplit(".", 1)[-1].removeprefix("robust-seg-")
+
+
+def _entry_schema():
+    """The schema of the running entry point (``python -m robust_seg.<entry>``), for did-you-mean hints."""
+    from pathlib import Path
+
+    from robust_seg.config import EvaluateConfig, PretrainConfig, TrainConfig
+
+    return {"evaluate": EvaluateConfig, "train": TrainConfig, "pretrain": PretrainConfig}.get(
+        entry_name(), EvaluateConfig)
+
+
+def _typed_parent(schema, key: str) -> bool:
+    """Whether ``key``'s parent is a section with a fixed set of keys (a dataclass), not a free dictionary."""
+    from omegaconf import OmegaConf
+
+    parent = key.rpartition(".")[0]
+    try:
+        node = OmegaConf.select(OmegaConf.structured(schema), parent) if parent else OmegaConf.structured(schema)
+        return OmegaConf.is_dict(node) and OmegaConf.get_type(node) not in (dict, None)
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def _hydra_message(error: BaseException) -> str | None:
     """One line for a Hydra / OmegaConf composition error, None for any other exception."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    cause = error
+    while cause is not None:  # a project check raised inside Hydra (e.g. a resolver): its own line
+        if isinstance(cause, user_error_types()):
+            return one_line(cause)
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(error, RuntimeError) and "srun" in str(error) and _raised_inside(error, ("/submitit/",)):
+        return ("the SLURM launcher needs a SLURM cluster (no srun here): run on the cluster's login node, or drop "
+                "hydra/launcher=slurm (hydra/launcher=submitit_local runs the jobs on this machine)")
+    mismatch = re.match(r"In '(experiment/[\w/]+)': Could not override '(\w+)'", str(error).strip())
+    if mismatch:
+        entry = entry_name()
+        other = "evaluate" if entry == "train" else "train"
+        return (f"{mismatch.group(1).replace('/', '=', 1)} is not an experiment of python -m robust_seg.{entry} "
+                f"(it sets the '{mismatch.group(2)}' group, which {entry} has not): run it with python -m "
+                f"robust_seg.{other}, or choose one of {entry}'s experiments")
     if isinstance(error, AssertionError) and _raised_inside(error, ("/omegaconf/", "/hydra/")):
         # OmegaConf asserts when an override sets a key below a null section, e.g. dataset.synthetic.* on VOC
         return (f"an override does not fit the composed config ({one_line(error)}): it sets a key below a section "
@@ -56,9 +128,20 @@ def _hydra_message(error: BaseException) -> str | None:
         head, _, options = text.partition("Available options")
         options = options.partition("Config search path")[0]
         choices = [line.strip() for line in options.splitlines()[1:] if line.strip()]
-        return f"{head.strip()} (choose from: {', '.join(choices)})"
+        from robust_seg.config_checks import did_you_mean
+
+        missing = re.search(r"Could not find '[\w/]*?/?(\w+)'", head)
+        suggestion = did_you_mean(missing.group(1), choices) if missing else ""
+        return f"{head.strip()}{suggestion} (choose from: {', '.join(choices)})"
     line = one_line(error)
     hint = next((l.strip() for l in text.splitlines()[1:] if l.strip().startswith("To append")), None)
+    unknown = re.match(r"Could not override '([\w.]+)'", line)
+    if hint and unknown and _typed_parent(_entry_schema(), unknown.group(1)):
+        # Hydra suggests '+key=...', which the schema then refuses: a key it lacks is most often a typo
+        from robust_seg.config_checks import similar_key
+
+        return (f"unknown config key {unknown.group(1)}{similar_key(_entry_schema(), unknown.group(1))} for python -m "
+                f"robust_seg.{entry_name()}: check its spelling (--help lists the options)")
     if hint:
         line = f"{line} ({hint[0].lower()}{hint[1:]})"
     override = getattr(error, "override", None)
@@ -84,19 +167,44 @@ def run_main(hydra_main: Callable[[], T]) -> T:
     """Run a ``@hydra.main`` function; a config composition error is one line and exit status 2."""
     user_full_error = _USER_FULL_ERROR[0] = os.environ.get(_FULL_ERROR) == "1"
     os.environ[_FULL_ERROR] = "1"  # Hydra re-raises instead of printing its own multi-line report
+    started = time.time()
     try:
         return hydra_main()
     except BaseException as error:  # noqa: B036 (SystemExit / KeyboardInterrupt pass through below)
         if isinstance(error, (SystemExit, KeyboardInterrupt)) or user_full_error:
             raise
-        message = one_line(error) if isinstance(error, user_error_types()) else _hydra_message(error)
+        message = one_line(error) if isinstance(error, user_error_types()) else \
+            file_system_message(error) or _hydra_message(error)
         if message is None:
             raise
+        remove_refused_sweeps(started)
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
     finally:
         if not user_full_error:
             os.environ.pop(_FULL_ERROR, None)
+
+
+def remove_refused_sweeps(started: float) -> None:
+    """After a refused multirun (``-m``): remove the sweep folders this command created in which no job got past
+    its input checks (only ``multirun.yaml`` and job folders holding their record and log)."""
+    if not any(arg in ("-m", "--multirun") for arg in sys.argv[1:]):
+        return
+    given = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("hydra.sweep.dir=")]
+    candidates = [Path(given[-1])] if given else [p.parent for p in Path("outputs").glob("*/multirun/*/multirun.yaml")]
+    for sweep in candidates:
+        record = sweep / "multirun.yaml"
+        if not record.is_file() or record.stat().st_mtime < started - 1:
+            continue
+        jobs = [p for p in sweep.iterdir() if p != record]
+        refused = all(job.is_dir() and all(f.name in (".hydra", f"{f.stem}.log") and (f.is_dir() or f.suffix == ".log")
+                                           for f in job.iterdir()) for job in jobs)
+        if refused:
+            import shutil
+
+            shutil.rmtree(sweep, ignore_errors=True)
+            with contextlib.suppress(OSError):  # outputs/<entry>/multirun when nothing else is in it
+                sweep.parent.rmdir()
 
 
 def run_job(cfg, job: Callable[..., T], *, job_name: str) -> T:
@@ -114,6 +222,7 @@ def run_job(cfg, job: Callable[..., T], *, job_name: str) -> T:
                        is_main=int(os.environ.get("RANK", "0")) == 0)
     failed = True
     try:
+        run.lock()
         result = job(run)
         failed = False
         return result

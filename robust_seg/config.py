@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -130,9 +131,23 @@ def asset_path(name: str) -> str:
     return str(ASSETS / name)
 
 
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=,-]*$")
+
+
 def run_directory_name(run_name: Optional[str]) -> str:
-    """``${run_dir_name:${run_name}}`` in the Hydra run dirs: the run's name, or the start time when it has none."""
-    return str(run_name) if run_name not in (None, "") else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    """``${run_dir_name:${run_name}}`` in the Hydra run dirs: the run's name, or the start time when it has none.
+    A name is one plain path component (letters, digits and ``. _ + = , -``, not starting with a dot)."""
+    if run_name in (None, ""):
+        return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    name = str(run_name)
+    if not RUN_NAME.match(name) or len(name) > 200:
+        from robust_seg.errors import ConfigError
+
+        bad = next((c for c in name if not re.match(r"[A-Za-z0-9._+=,-]", c)), name[:1])
+        raise ConfigError(f"run_name={name!r}: a run name is one plain name (letters, digits, . _ + = , -; not "
+                          f"starting with '.', at most 200 characters), not {bad!r}: e.g. run_name="
+                          f"{re.sub(r'[^A-Za-z0-9._+=,-]+', '_', name).strip('._') or 'my_run'}")
+    return name
 
 
 def zoo_sweep(dataset: str) -> str:

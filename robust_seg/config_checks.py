@@ -14,6 +14,11 @@ from robust_seg.radii import parse_radii, parse_radius
 
 POSITIVE_INT_OPTIONS = ("iterations", "restarts", "steps", "queries", "check_every")
 """Attack options that count something: integers >= 1."""
+CHOICE_OPTIONS = {"schedule": ("const", "red"), "loss_schedule": ("stage", "run")}
+"""Attack options that name one of a few choices."""
+INT64 = 2**63 - 1
+"""The largest integer torch, numpy and the data loader take (a config integer beyond it is refused by name)."""
+SEED_KEYS = ("seed", "attack.seed", "dataset.seed", "calibration_holdout_seed")
 
 
 def _is_int(value: Any) -> bool:
@@ -38,9 +43,43 @@ def finite_number(name: str, value: Any, *, minimum: float | None = None, strict
         raise ConfigError(f"{name}={value!r}: must be <= {maximum:g}")
 
 
+def did_you_mean(value: Any, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``value``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def choice(name: str, value: Any, choices) -> None:
     if value not in choices:
-        raise ConfigError(f"{name}={value!r}: unknown; choose from {', '.join(map(str, choices))}")
+        raise ConfigError(f"{name}={value!r}: unknown{did_you_mean(value, choices)}; choose from "
+                          f"{', '.join(map(str, choices))}")
+
+
+def check_integers(cfg) -> None:
+    """Every integer of the config within 64 bits, and seeds in [0, 2^63 - 1] (negative seeds cannot seed numpy's
+    generators), each named with its key; bools are not integers here."""
+    from robust_seg.provenance import plain_config
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif _is_int(value) and not -INT64 - 1 <= value <= INT64:
+            raise ConfigError(f"{path}={value}: beyond the 64-bit integers (at most {INT64})")
+
+    plain = plain_config(cfg)
+    walk(plain, "")
+    for key in SEED_KEYS:
+        node = plain
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and (not _is_int(node) or node < 0):
+            raise ConfigError(f"{key}={node!r}: a seed is an integer in [0, {INT64}]")
 
 
 def check_known_keys(cfg, schema) -> None:
@@ -52,8 +91,22 @@ def check_known_keys(cfg, schema) -> None:
         OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else cfg)
     except ConfigKeyError as error:
         key = getattr(error, "full_key", None) or str(error).splitlines()[0]
-        raise ConfigError(f"unknown config key {key}: check its spelling (python -m robust_seg.evaluate --help "
-                          "lists the options)") from None
+        raise ConfigError(f"unknown config key {key}{similar_key(schema, str(key))}: check its spelling "
+                          "(python -m robust_seg.evaluate --help lists the options)") from None
+
+
+def similar_key(schema, key: str) -> str:
+    """`` (did you mean 'a.b'?)`` for a mistyped dotted ``key`` of ``schema``, from the keys beside it."""
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.structured(schema)
+    try:
+        node = OmegaConf.select(node, parent) if parent else node
+        keys = list(node.keys()) if OmegaConf.is_dict(node) else []
+    except Exception:  # noqa: BLE001  (a suggestion only)
+        keys = []
+    return did_you_mean(key, [f"{parent}.{k}" if parent else k for k in keys])
 
 
 def check_runtime(cfg) -> None:
@@ -89,6 +142,7 @@ def check_model(cfg, *, evaluation: bool) -> None:
     if cfg.inference.mode == "slide":
         positive_int("model.inference.crop_size", cfg.inference.crop_size)
         positive_int("model.inference.stride", cfg.inference.stride)
+    positive_int("model.inference.pad_to_multiple", cfg.inference.pad_to_multiple, optional=True)
     if cfg.checkpoint_sha256 is not None and (len(str(cfg.checkpoint_sha256)) != 64 or
                                               any(c not in "0123456789abcdefABCDEF" for c in str(cfg.checkpoint_sha256))):
         raise ConfigError(f"model.checkpoint_sha256={cfg.checkpoint_sha256!r}: must be 64 hexadecimal digits")
@@ -109,6 +163,8 @@ def check_attack_options(attack) -> None:
             positive_int(name, value)
         elif key == "step_size" and isinstance(value, str) and value != "paper":
             raise ConfigError(f"{name}={value!r}: a number, or 'paper' for the paper's step sizes")
+        elif key in CHOICE_OPTIONS:
+            choice(name, value, CHOICE_OPTIONS[key])
         elif isinstance(value, float):
             finite_number(name, value)
         if not registry_losses:
@@ -128,6 +184,7 @@ def check_evaluate_config(cfg):
     from robust_seg.config import EvaluateConfig
 
     check_known_keys(cfg, EvaluateConfig)
+    check_integers(cfg)
     positive_int("batch_size", cfg.batch_size)
     positive_int("max_images", cfg.max_images, optional=True)
     positive_int("figure_images", cfg.figure_images, minimum=0)
@@ -185,6 +242,7 @@ def check_train_config(cfg) -> None:
     from robust_seg.config import TrainConfig
 
     check_known_keys(cfg, TrainConfig)
+    check_integers(cfg)
     positive_int("batch_size", cfg.batch_size)
     positive_int("micro_batch_size", cfg.micro_batch_size, optional=True)
     positive_int("eval_every", cfg.eval_every)
@@ -192,6 +250,9 @@ def check_train_config(cfg) -> None:
     finite_number("auxiliary_weight", cfg.auxiliary_weight, minimum=0)
     positive_int("schedule.epochs", cfg.schedule.epochs)
     finite_number("schedule.warmup_epochs", cfg.schedule.warmup_epochs, minimum=0)
+    if cfg.schedule.warmup_epochs > cfg.schedule.epochs:
+        raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} is longer than schedule.epochs="
+                          f"{cfg.schedule.epochs}: the learning rate would never reach its peak (lower the warmup)")
     finite_number("schedule.power", cfg.schedule.power, minimum=0)
     choice("optimizer.name", cfg.optimizer.name, ("adamw", "sgd"))
     finite_number("optimizer.lr", cfg.optimizer.lr, minimum=0, strictly=True)

@@ -11,3 +11,15 @@ class ConfigError(RobustSegError, ValueError):
 
 class CheckpointError(RobustSegError, ValueError):
     """A checkpoint is missing, unreadable, corrupt, or does not match the model."""
+
+
+class StateFileError(RobustSegError):
+    """A state file of a run (evaluation state, training checkpoint) is damaged or unreadable."""
+
+
+class RunDirectoryBusy(RobustSegError):
+    """Another process is writing the run directory."""
+
+
+class NonFiniteLogits(RobustSegError):
+    """A model produced NaN or infinite logits (on clean or attacked images, or in a calibration fit)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from robust_seg.cli import EXIT_USER_ERROR, one_line
@@ -35,18 +37,43 @@ def merge(paths: list[str | Path], output: str | Path | None = None) -> dict:
     output = Path(output)
     if (output / "results.json").exists():
         raise MergeError(f"{output} already holds merged results: give another --output")
-    run = RunDirectory(output, job_name="merge")
-    try:
-        from robust_seg.evaluation.shards import merge_states
+    if output.exists() and any(output.iterdir()):
+        raise MergeError(f"{output} exists and is not empty: give another --output")
+    from robust_seg.evaluation.shards import merge_states
 
-        merge_states(directories)  # every check before the output directory is written
+    merge_states(directories)  # every check before anything is written
+    _remove_abandoned(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-{os.getpid()}-", dir=output.parent))
+    except OSError as error:
+        raise MergeError(f"cannot write {output.parent}: {error.strerror.lower()} (give a writable --output)") from None
+    run = RunDirectory(partial, job_name="merge")
+    try:
         run.accept(cfg)
-        return merge_into(cfg, directories, run)
-    except BaseException:
-        run.close(failed=True)
-        raise
-    finally:
+        results = merge_into(cfg, directories, run)
         run.detach_log()
+        if output.exists():
+            output.rmdir()  # empty (checked above)
+        os.replace(partial, output)  # the merged reports appear complete or not at all
+    except BaseException:
+        run.detach_log()
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    results["run_directory"] = str(output)
+    return results
+
+
+def _remove_abandoned(output: Path) -> None:
+    """Remove the partial outputs of merges into ``output`` that were killed (their process no longer runs)."""
+    for partial in output.parent.glob(f".{output.name}.partial-*"):
+        pid = partial.name[len(f".{output.name}.partial-"):].split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(partial, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:

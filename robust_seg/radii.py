@@ -39,14 +39,28 @@ def parse_radius(value: Any, name: str = "attack.eps") -> float:
     return radius
 
 
+SAME_RADIUS = 0.1 / 255
+"""Radii closer than this are one radius written twice (e.g. ``0.0314`` and ``8/255``); the papers' grids are
+0.25/255 apart at the finest."""
+
+
 def parse_radii(value: Any, name: str = "attack.eps") -> list[float]:
-    """A radius or a list of radii (a list written as ``[4/255,8/255]`` on the command line)."""
+    """A radius or a list of radii (a list written as ``[4/255,8/255]`` on the command line). A radius listed
+    twice (also as two spellings closer than ``SAME_RADIUS``) is a ``ConfigError``: it would count every image twice."""
     if isinstance(value, str) and value.strip().startswith("["):
         value = [v for v in value.strip()[1:-1].split(",") if v.strip()]
     items: Iterable = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, str) else [value]
+    items = list(items)
     radii = [parse_radius(item, name) for item in items]
     if not radii:
         raise ConfigError(f"{name}: empty list of radii")
+    for i, first in enumerate(radii):
+        for j in range(i + 1, len(radii)):
+            if abs(radii[j] - first) < SAME_RADIUS:
+                written = [str(item).strip() for item in items]
+                same = "twice" if radii[j] == first else f"twice ({written[i]} and {written[j]} are the same radius)"
+                raise ConfigError(f"{name}: {format_radius(first)} is listed {same}; each image is evaluated once "
+                                  "per radius: remove one")
     return radii
 
 

@@ -30,17 +30,22 @@ class ZooModel:
     paper: dict | None
 
     def paper_summary(self) -> str:
-        """The paper's clean and strongest-radius numbers in words, e.g. ``mIoU 75.2 clean, 37.0 at 8/255``."""
+        """The published clean and 8/255 numbers in words, each source named, e.g.
+        ``paper: mIoU 75.2 clean, 37.0 at 8/255; README: mIoU 75.2 clean, 34.6 at 8/255``."""
         if not self.paper:
             return "–"
-        if "radii" in self.paper:
-            radii = self.paper["radii"]
+        if "minimal_norm" in self.paper:
+            median, mean = self.paper["minimal_norm"]["untargeted"]["alma_prox"]
+            return f"ALMA prox ‖δ‖∞ x255 median {median:.2f}, mean {mean:.2f}"
+        parts = []
+        for numbers in [self.paper, *self.paper.get("also", [])]:
+            radii = numbers["radii"]
             metric = "miou" if any(v["miou"] is not None for v in radii.values()) else "acc"
             shown = [f"{v[metric]:.1f} {'clean' if k == '0' else 'at ' + k}" for k, v in radii.items()
                      if v[metric] is not None and k in ("0", "8/255")]
-            return f"{'mIoU' if metric == 'miou' else 'ACC'} " + ", ".join(shown)
-        median, mean = self.paper["minimal_norm"]["untargeted"]["alma_prox"]
-        return f"ALMA prox ||δ||∞ x255 median {median:.2f}, mean {mean:.2f}"
+            source = "README" if "README" in numbers["source"] else "paper"
+            parts.append(f"{source}: {'mIoU' if metric == 'miou' else 'ACC'} " + ", ".join(shown))
+        return "; ".join(parts)
 
 
 def zoo_models(dataset: str | None = None) -> list[ZooModel]:
@@ -56,7 +61,7 @@ def zoo_models(dataset: str | None = None) -> list[ZooModel]:
         models.append(ZooModel(name=path.stem, architecture=architecture, dataset=entry.zoo.dataset,
                                threat_model=entry.zoo.threat_model, training=entry.zoo.training,
                                checkpoint=entry.checkpoint, checkpoint_format=entry.checkpoint_format,
-                               paper=paper_numbers(entry.zoo.get("paper"))))
+                               paper=paper_numbers(entry.zoo.get("paper"), entry.zoo.get("readme"))))
     models.sort(key=lambda m: (m.dataset, m.name))
     return [m for m in models if dataset is None or m.dataset == dataset]
 

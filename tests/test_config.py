@@ -48,10 +48,10 @@ def test_scheme_and_loss_compose_independently():
 
 
 def test_radii_written_as_in_the_papers():
-    cfg = compose_config("evaluate", ["attack=sea", "attack.eps=[4/255,8/255,0.0314]"])
+    cfg = compose_config("evaluate", ["attack=sea", "attack.eps=[4/255,8/255,0.047]"])
     from robust_seg.radii import parse_radii
 
-    assert parse_radii(cfg.attack.eps) == pytest.approx([4 / 255, 8 / 255, 0.0314])
+    assert parse_radii(cfg.attack.eps) == pytest.approx([4 / 255, 8 / 255, 0.047])
     assert compose_config("evaluate", ["attack.eps=8/255"]).attack.eps == "8/255"
 
 

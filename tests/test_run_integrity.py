@@ -197,7 +197,9 @@ def test_results_record_provenance_and_sha256_of_the_weights(workspace):
     assert record["model"]["source"] == "embedded"
     assert record["model"]["sha256"] == hashlib.sha256(ASSET.read_bytes()).hexdigest()
     assert record["model"]["checkpoint"] == str(ASSET)
-    assert record["dataset"] == {"name": "synthetic", "root": None, "split": "val", "images": 4, "num_classes": 6}
+    assert record["dataset"] == {"name": "synthetic", "root": None, "split": "val", "images": 4, "num_classes": 6,
+                                 "protocol": {"name": "pad", "outlines": "ignore",
+                                              "description": "pad: images as stored; label 255 ignored"}}
     assert record["attack"]["config"]["options"]["iterations"] == 2 and record["radii"] == ["8/255"]
     assert record["seeds"] == {"seed": 0, "attack": 0, "dataset": 0} and record["batch_size"] == 2
     assert "attack.options.iterations=2" in record["overrides"]

@@ -79,14 +79,16 @@ def test_three_shards_merged_equal_one_process(tmp_path, kind):
 def test_a_killed_shard_resumed_then_merged_equals_one_process(tmp_path, monkeypatch):
     args = KINDS["sea"]
     single = _evaluate(tmp_path, *args, "run_name=single")
-    shards = [_evaluate(tmp_path, *args, "shard=1", "num_shards=2", "run_name=sharded/s1")]  # batch 1
+    shards = [_evaluate(tmp_path, *args, "shard=1", "num_shards=2",
+                        "hydra.run.dir=outputs/evaluate/sharded/s1")]  # batch 1
     with contextlib.chdir(tmp_path), killed_at_batch(monkeypatch):  # shard 0: batches 0 and 2, killed in 2
-        call("evaluate", *BASE, *args, "shard=0", "num_shards=2", "run_name=sharded/s0")
+        call("evaluate", *BASE, *args, "shard=0", "num_shards=2", "hydra.run.dir=outputs/evaluate/sharded/s0")
     from robust_seg.evaluation.shards import MergeError
 
     with pytest.raises(MergeError, match="shard 0 of 2 .* is unfinished"):
         _merge(shards[0]["dir"], tmp_path / "outputs/evaluate/sharded/s0", output=tmp_path / "early")
-    shards.append(_evaluate(tmp_path, *args, "shard=0", "num_shards=2", "run_name=sharded/s0", "resume=true"))
+    shards.append(_evaluate(tmp_path, *args, "shard=0", "num_shards=2", "hydra.run.dir=outputs/evaluate/sharded/s0",
+                            "resume=true"))
     merged = _merge(tmp_path / "outputs" / "evaluate" / "sharded", output=tmp_path / "merged")  # their parent
     assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single)
 

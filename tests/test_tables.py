@@ -26,6 +26,8 @@ from tests.conftest import ROOT
 EXPERIMENTS = ROOT / "configs" / "experiment"
 
 # The paper's layout of each table, written out independently of the builder: (rows, columns).
+PAD_NOTE = "evaluation protocol: pad (robust_seg/data/protocols.py)"
+"""Runs without a recorded protocol evaluated under ``pad``; every table names its protocol."""
 EXPECTED_SHAPES = {
     "table1": (6, 8), "table2": (8, 14), "table3": (12, 8), "table4": (14, 8), "table7": (4, 8),
     "table8": (4, 8), "table9": (13, 8), "figure2": (6, 9), "thesis_5.1": (22, 8), "thesis_5.2": (10, 4),
@@ -163,7 +165,7 @@ def test_a_complete_grid_fills_every_cell_of_the_papers_layout(spec, tmp_path):
     if spec.name in EXPECTED_LABELS:
         assert (table.row_labels, table.column_labels) == EXPECTED_LABELS[spec.name]
     assert len(table.gaps()) == DESIGNED_GAPS.get(spec.name, 0), table.gaps()
-    assert table.notes == []
+    assert table.notes == [PAD_NOTE]
     for row, cells in zip(spec.rows, table.cells):
         assert len(cells) == len(spec.columns)
         if row.published:
@@ -240,7 +242,7 @@ def test_missing_failed_killed_and_conflicting_runs_become_explained_gaps(tmp_pa
     assert "killed or still running after 2 batch(es)" in row[4].gap
     assert "2 runs with column=cosapgd_100 have different configs" in row[6].gap
     assert row[2].published == 88.7 and row[2].difference is None
-    assert table.notes == ["1 run(s) of other experiments ignored"]
+    assert table.notes == ["1 run(s) of other experiments ignored", PAD_NOTE]
     markdown = to_markdown(table)
     assert "| 4/255 | 20.0 (88.6, -68.6) | 10.0 (65.0, -55.0) | gap [1] (88.7) |" in markdown
     assert "[1] job 1 has no results.json (failed: ValueError: 300 iterations cannot be split)" in markdown
@@ -274,7 +276,7 @@ def test_thesis_tables_key_cells_on_the_scenario_and_never_mix_targeted_with_unt
     assert cells[("untargeted", "FMN Linf")][0].gap.startswith("no run with row=voc_deeplabv3_r50_ddcat, "
                                                                "column=fmn, scenario=untargeted")
     assert cells[("targeted", "PDPGD Linf")][0].gap == "job 3 is recorded as targeted but has no attack.target"
-    assert table.notes == ["runs outside the table's grid ignored: row=voc_deeplabv3_r50_ddcat, column=fmn"]
+    assert table.notes == ["runs outside the table's grid ignored: row=voc_deeplabv3_r50_ddcat, column=fmn", PAD_NOTE]
 
 
 def test_thesis_rows_take_the_scenarios_target():
@@ -337,7 +339,8 @@ def _check_embedded_table(name: str, sweep_dir: Path) -> None:
     table = build_table(spec, runs)
     assert (len(table.row_labels), len(table.column_labels)) == EXPECTED_SHAPES[name]
     assert len(table.gaps()) == DESIGNED_GAPS.get(name, 0), table.gaps()
-    assert table.notes == [] or table.notes[0].startswith("EMBEDDED SCALE")
+    assert table.notes[-1] == "evaluation protocol: sea (robust_seg/data/protocols.py)"
+    assert len(table.notes) == 1 or table.notes[0].startswith("EMBEDDED SCALE")
     if name.startswith("thesis_5."):
         # Both halves are filled, each from runs of its own scenario with the dataset's target.
         for (scenario, _), cells in zip(table.row_labels, table.cells):
@@ -395,3 +398,20 @@ def make_table_text(table) -> str:
     from robust_seg.reporting.render import to_markdown
 
     return to_markdown(table)
+
+
+def test_runs_of_different_protocols_in_one_column_are_named_in_a_note(tmp_path):
+    """Table 3's rows evaluated under different protocols: the table says which rows used which, per column."""
+    spec = table_spec("table3")
+    rows = [row.cells[0].sources[0] for row in spec.rows if row.cells[0] is not None][:3]
+    for index, (coordinates, protocol) in enumerate(zip(rows, ("sea", "sea", "pad"))):
+        results = _complete_results()
+        results["provenance"] = {"overrides": [f"experiment={spec.experiment}",
+                                               f"+experiment/table_rows={coordinates.row}"],
+                                 "config": {"seed": 0}, "dataset": {"protocol": {"name": protocol}}}
+        _write_run(tmp_path / str(index), spec.experiment, coordinates, results)
+    table = build_table(spec, collect_runs([tmp_path]))
+    assert table.notes[0] == "evaluation protocol: pad, sea (robust_seg/data/protocols.py)"
+    mixed = [note for note in table.notes if note.startswith("PROTOCOLS MIXED in column 0 Acc")]
+    assert len(mixed) == 1 and "pad (" in mixed[0] and "sea (" in mixed[0] and "not comparable" in mixed[0]
+    assert sum(note.startswith("PROTOCOLS MIXED") for note in table.notes) == 8  # every column of the three rows

@@ -35,6 +35,8 @@ zoo:
   training: test entry
   source: tests/test_zoo.py
   paper: sea_table3/voc_upernet_convnext_t_pirat_5step_50ep
+  readme: {{"0": 75.2, "4/255": 64.9, "8/255": 34.6}}
+  protocol: sea
 """
 
 
@@ -218,9 +220,13 @@ def test_a_served_official_checkpoint_evaluates_like_the_original_with_paper_col
         assert zoo["provenance"]["model"]["sha256"] == hashlib.sha256(data).hexdigest()
         assert zoo["paper"]["radii"]["8/255"] == {"acc": 71.2, "miou": 37.0}
         report = Path("outputs/evaluate/zoo/results.md").read_text()
-        assert "## Paper vs measured (SEA paper Table 3 (voc_upernet_convnext_t_pirat_5step_50ep))" in report
+        assert ("## Paper vs measured (SEA paper Table 3 (voc_upernet_convnext_t_pirat_5step_50ep); official README "
+                "(nmndeep/Robust-Segmentation))") in report
+        assert zoo["paper"]["also"][0]["radii"]["8/255"] == {"acc": None, "miou": 34.6}
         measured = zoo["radii"]["8/255"]["worst_case"]
-        assert f"| 8/255 | 71.2 | {measured['acc']:.1f} | 37.0 | {measured['miou']:.1f} |" in report
+        assert "| eps | paper ACC | paper mIoU | README mIoU | measured ACC | measured mIoU |" in report
+        assert f"| 8/255 | 71.2 | 37.0 | 34.6 | {measured['acc']:.1f} | {measured['miou']:.1f} |" in report
+        assert zoo["provenance"]["dataset"]["protocol"]["name"] == "sea"  # the entry's protocol
         assert "paper" not in direct and "Paper vs measured" not in Path("outputs/evaluate/direct/results.md").read_text()
 
         for bad, fragment in ((["model.checkpoint_sha256=" + "0" * 64], "sha256"),

@@ -15,7 +15,15 @@ from robust_seg.attacks.black_box import sea_square, square
 from robust_seg.attacks.minimal_norm import (alma_prox, dag, fmn_linf, ifgsm_binary_search, mifgsm_binary_search,
                                              pdpgd_linf, pgd_binary_search)
 
-__all__ = ["ALL_LOSSES", "LOSSES", "SEA_LOSSES", "AttackLoss", "AttackResult", "ThreatModelViolation", "alma_prox",
+from robust_seg.attacks.inputs import AttackInputError, checked
+
+# The public functions check their inputs first (robust_seg.attacks.inputs); the evaluation driver calls the
+# modules' own functions, whose inputs it has checked once.
+(alma_prox, apgd, dag, fmn_linf, ifgsm_binary_search, mifgsm_binary_search, pdpgd_linf, pgd, pgd_binary_search, sea,
+ sea_square, square) = map(checked, (alma_prox, apgd, dag, fmn_linf, ifgsm_binary_search, mifgsm_binary_search,
+                                     pdpgd_linf, pgd, pgd_binary_search, sea, sea_square, square))
+
+__all__ = ["AttackInputError", "ALL_LOSSES", "LOSSES", "SEA_LOSSES", "AttackLoss", "AttackResult", "ThreatModelViolation", "alma_prox",
            "apgd", "apgd_checkpoints", "check_linf_box", "dag", "fmn_linf", "get_loss", "ifgsm_binary_search",
            "mifgsm_binary_search", "paper_step_size", "pdpgd_linf", "pgd", "pgd_binary_search", "radius_schedule",
            "sea", "sea_square", "square"]

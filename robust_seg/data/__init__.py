@@ -19,7 +19,8 @@ from robust_seg.data.config import DatasetConfig, SyntheticConfig, as_dataset_co
 from robust_seg.data.errors import DatasetError, DatasetNotFoundError
 from robust_seg.data.loaders import build_loader, set_epoch
 from robust_seg.data.synthetic import SyntheticSegmentation, synthetic_class_names
-from robust_seg.data.transforms import EvalTransform, TrainTransform
+from robust_seg.data.protocols import eval_protocol
+from robust_seg.data.transforms import SeaTrainTransform, TrainTransform
 from robust_seg.data.voc import VOC_CLASSES, voc_files
 
 __all__ = ["DatasetConfig", "SyntheticConfig", "DatasetError", "DatasetNotFoundError", "SegmentationDataset",
@@ -41,16 +42,21 @@ def class_names(cfg: Any) -> list[str]:
 def build_dataset(cfg: Any, split: str, train: bool) -> SegmentationDataset:
     """Dataset of ``split`` (e.g. ``cfg.train_split`` / ``cfg.val_split``).
 
-    ``train=True``: Table 5 augmentation (``TrainTransform``: flip, random scale of
-    ``base_size``, pad, ``crop_size`` crop, blur), output crop_size x crop_size;
-    ``train=False``: ``EvalTransform(cfg.eval_size)``. ``cfg`` may be a
+    ``train=True``: Table 5 augmentation (``cfg.augmentation``: ``SeaTrainTransform`` or
+    ``TrainTransform``: flip, random scale of ``base_size``, pad, blur, ``crop_size`` crop),
+    output crop_size x crop_size; ``train=False``: the evaluation protocol
+    (``robust_seg.data.protocols.eval_protocol``). ``cfg`` may be a
     ``DatasetConfig`` or a DictConfig/dict validated against it. Missing or
     malformed roots raise ``DatasetNotFoundError``.
     """
     cfg = as_dataset_config(cfg)
     names = class_names(cfg)
-    transform = (TrainTransform(cfg.base_size, cfg.crop_size, tuple(cfg.scale_range), cfg.flip, cfg.gaussian_blur)
-                 if train else EvalTransform(cfg.eval_size))
+    if train:
+        pipeline = SeaTrainTransform if cfg.augmentation == "sea" else TrainTransform
+        transform = pipeline(cfg.base_size, cfg.crop_size, tuple(cfg.scale_range), cfg.flip, cfg.gaussian_blur,
+                             cfg.train_label_pad)
+    else:
+        transform = eval_protocol(cfg)
     if cfg.name == "synthetic":
         return SyntheticSegmentation(num_classes=cfg.num_classes, cfg=cfg.synthetic, split=split, seed=cfg.seed,
                                      transform=transform, max_images=cfg.max_images)

@@ -60,9 +60,19 @@ class DatasetConfig:
         flip / gaussian_blur: Table 5 random horizontal flip / random Gaussian blur.
         scale_range: the random long side is drawn uniformly in
             ``[base_size * lo, base_size * hi]`` (the usual 0.5..2.0).
-        eval_size: ``None`` evaluates images as stored (variable sizes need batch 1);
-            an int S downscales images whose long side exceeds S to long side S and
-            pads to S x S (image 0, label 255) so that they batch.
+        protocol: the evaluation protocol (``robust_seg.data.protocols``): ``pad`` (this project's),
+            ``sea`` (the SEA code's: short side to ``crop_size``, centre crop) or ``thesis`` (the ALMA prox
+            code's: short side to ``eval_size``, whole image); ``None``: the zoo entry's protocol when the
+            model is a zoo entry, else ``pad``.
+        outlines: label convention of label 255: ``ignore`` or ``background`` (counts as class 0, as the
+            SEA code's VOC loader); ``None``: the protocol's (``background`` for ``sea`` on PASCAL-VOC).
+        eval_size: ``pad``: the long side is brought down to at most S and images are padded to S x S
+            (image 0, label 255) so that they batch; ``thesis``: the short side becomes S;
+            ``None`` evaluates images as stored (images of several sizes are evaluated one at a time).
+        augmentation: training pipeline, ``sea`` (the official SEA code's, short-side scale, blur before
+            the crop) or ``project`` (long-side scale, blur after the crop); ``robust_seg.data.transforms``.
+        train_label_pad: label of the pixels padded in training (0 = background as the official code,
+            255 = ignored).
         max_images: use only the first N images of a split (quick runs).
         seed: seed of the synthetic generator and of the training augmentation.
         synthetic: knobs of the synthetic dataset (required iff ``name == synthetic``).
@@ -78,7 +88,11 @@ class DatasetConfig:
     flip: bool = True
     gaussian_blur: bool = True
     scale_range: List[float] = field(default_factory=lambda: [0.5, 2.0])
+    protocol: Optional[str] = None
+    outlines: Optional[str] = None
     eval_size: Optional[int] = None
+    augmentation: str = "project"
+    train_label_pad: int = 255
     max_images: Optional[int] = None
     seed: int = 0
     synthetic: Optional[SyntheticConfig] = None
@@ -95,6 +109,16 @@ def validate_dataset_config(cfg: DatasetConfig) -> DatasetConfig:
         problems.append(f"base_size={cfg.base_size} and crop_size={cfg.crop_size} must be positive")
     if len(cfg.scale_range) != 2 or not 0 < cfg.scale_range[0] <= cfg.scale_range[1]:
         problems.append(f"scale_range={list(cfg.scale_range)} must be [lo, hi] with 0 < lo <= hi")
+    from robust_seg.data.protocols import OUTLINES, PROTOCOLS
+
+    if cfg.protocol is not None and cfg.protocol not in PROTOCOLS:
+        problems.append(f"protocol={cfg.protocol!r} is not one of {', '.join(PROTOCOLS)} (or null)")
+    if cfg.outlines is not None and cfg.outlines not in OUTLINES:
+        problems.append(f"outlines={cfg.outlines!r} is not one of {', '.join(OUTLINES)} (or null)")
+    if cfg.augmentation not in ("sea", "project"):
+        problems.append(f"augmentation={cfg.augmentation!r} is not one of sea, project")
+    if cfg.train_label_pad != 255 and not 0 <= cfg.train_label_pad < cfg.num_classes:
+        problems.append(f"train_label_pad={cfg.train_label_pad} must be 255 (ignored) or a class 0..{cfg.num_classes - 1}")
     if cfg.eval_size is not None and cfg.eval_size < 1:
         problems.append(f"eval_size={cfg.eval_size} must be positive or null")
     if cfg.max_images is not None and cfg.max_images < 1:

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
 from robust_seg.data.base import seeded_generator
 from robust_seg.data.errors import DatasetError
@@ -74,7 +74,21 @@ def build_loader(dataset: Dataset, batch_size: int, train: bool, seed: int, num_
     # An own generator: iterating a DataLoader draws its workers' base seed from it, and drawing from the
     # global RNG would make an evaluation pass shift the randomness of the training around it.
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train, num_workers=num_workers,
-                      persistent_workers=False, generator=torch.Generator().manual_seed(seed))
+                      persistent_workers=False, generator=torch.Generator().manual_seed(seed),
+                      collate_fn=None if train else collate_same_size)
+
+
+def collate_same_size(items: list[dict]) -> dict:
+    """Default collation, refusing (one line, naming two images) a batch whose images differ in size."""
+    sizes = {tuple(item["image"].shape[-2:]) for item in items}
+    if len(sizes) > 1:
+        first = items[0]
+        other = next(item for item in items if tuple(item["image"].shape[-2:]) != tuple(first["image"].shape[-2:]))
+        raise DatasetError(f"images of different sizes in one batch ({first['name']}: "
+                           f"{tuple(first['image'].shape[-2:])}, {other['name']}: {tuple(other['image'].shape[-2:])}): "
+                           "evaluate with batch_size=1, or a protocol that gives every image one size "
+                           "(dataset.protocol=pad dataset.eval_size=S, or dataset.protocol=sea)")
+    return default_collate(items)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

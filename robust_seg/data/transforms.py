@@ -1,23 +1,26 @@
-"""Training augmentation of Table 5 (SEA paper, App. B.2) and the evaluation transform.
+"""Training augmentation of Table 5 (SEA paper, App. B.2) and the ``pad`` evaluation transform.
 
 Images are float (3, H, W) in [0, 1], labels int64 (H, W) with 255 = ignore. All
 randomness comes from an explicit ``torch.Generator`` so that a sample is a pure
-function of (seed, epoch, index).
+function of (seed, epoch, index). Table 5 names base size, crop size, random horizontal
+flip and random Gaussian blur; two pipelines implement them (``dataset.augmentation``):
 
-Training pipeline (Table 5: base size, crop size, random horizontal flip, random
-Gaussian blur), in the order of the reference "base size / crop size" pipeline
-(Zhang et al., PyTorch-Encoding, used by the PSPNet/DDC-AT code bases):
+``sea`` (:class:`SeaTrainTransform`): the SEA / PIR-AT code's ``_sync_transform``
+(``nmndeep/Robust-Segmentation``, ``semseg/datasets/dataset_wrappers.py``), which trained
+Tables 3-5, in its order and with its PIL operations:
 
 1. horizontal flip with probability 1/2;
-2. random scale: the long side is drawn uniformly among the integers in
-   ``[int(base_size * lo), int(base_size * hi)]`` (``scale_range = [lo, hi]``, 0.5..2.0),
-   aspect ratio kept; image bilinear (antialiased), label nearest;
-3. if a side is shorter than ``crop_size``, pad bottom/right with image 0 and
-   label 255 (the reference pads labels with 0 = background, which would invent
-   background pixels; 255 keeps padding out of the loss);
-4. random ``crop_size`` x ``crop_size`` crop;
-5. Gaussian blur with probability 1/2, sigma ~ U(0, 1) pixels (PIL's
-   ``GaussianBlur(radius=random())`` in the reference; the radius is the std).
+2. random scale of the SHORT side, drawn uniformly among the integers in
+   ``[int(base_size * lo), int(base_size * hi)]`` (``scale_range``, 0.5..2.0), long side
+   ``int(1.0 * long * short_size / short)``; image PIL bilinear, label PIL nearest;
+3. if the drawn short side is below ``crop_size``: pad bottom/right to ``crop_size`` with
+   image 0 and label ``label_pad`` (the official code pads labels with 0 = background);
+4. Gaussian blur with probability 1/2, PIL ``GaussianBlur(radius=U(0, 1))``, BEFORE the crop;
+5. random ``crop_size`` x ``crop_size`` crop.
+
+``project`` (:class:`TrainTransform`): flip; the LONG side drawn in the same range; pad
+(label ``label_pad``, 255 by default: padding stays out of the loss); crop; then blur with a
+separable Gaussian of std U(0, 1) on the crop.
 """
 from __future__ import annotations
 
@@ -43,13 +46,14 @@ def resize(image: torch.Tensor, label: torch.Tensor, height: int, width: int) ->
     return image, label
 
 
-def pad_to(image: torch.Tensor, label: torch.Tensor, height: int, width: int) -> Sample:
-    """Pad bottom/right up to at least (height, width): image with 0, label with 255."""
+def pad_to(image: torch.Tensor, label: torch.Tensor, height: int, width: int,
+           label_value: int = IGNORE_INDEX) -> Sample:
+    """Pad bottom/right up to at least (height, width): image with 0, label with ``label_value`` (255)."""
     pad_h, pad_w = max(height - image.shape[-2], 0), max(width - image.shape[-1], 0)
     if pad_h == 0 and pad_w == 0:
         return image, label
     image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
-    label = F.pad(label, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
+    label = F.pad(label, (0, pad_w, 0, pad_h), value=label_value)
     return image, label
 
 
@@ -84,13 +88,14 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """Random flip, scale, pad, crop and blur of Table 5 (see module docstring)."""
+    """Random flip, long-side scale, pad, crop and blur of Table 5 (``project`` pipeline, module docstring)."""
 
     base_size: int
     crop_size: int
     scale_range: Sequence[float] = (0.5, 2.0)
     flip: bool = True
     gaussian_blur: bool = True
+    label_pad: int = IGNORE_INDEX
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor, generator: torch.Generator) -> Sample:
         if self.flip and _uniform(generator) < 0.5:
@@ -98,7 +103,7 @@ class TrainTransform:
         low, high = self.scale_range
         long_side = _randint(int(self.base_size * low), int(self.base_size * high), generator)
         image, label = resize_long_side(image, label, max(long_side, 1))
-        image, label = pad_to(image, label, self.crop_size, self.crop_size)
+        image, label = pad_to(image, label, self.crop_size, self.crop_size, self.label_pad)
         height, width = image.shape[-2:]
         top = _randint(0, height - self.crop_size, generator)
         left = _randint(0, width - self.crop_size, generator)
@@ -110,8 +115,50 @@ class TrainTransform:
 
 
 @dataclass(frozen=True)
+class SeaTrainTransform:
+    """The SEA code's training augmentation (``sea`` pipeline, module docstring): flip, short-side scale, pad,
+    blur, crop, in PIL as the official ``_sync_transform``."""
+
+    base_size: int
+    crop_size: int
+    scale_range: Sequence[float] = (0.5, 2.0)
+    flip: bool = True
+    gaussian_blur: bool = True
+    label_pad: int = 0
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, generator: torch.Generator) -> Sample:
+        from PIL import Image, ImageFilter, ImageOps
+
+        from robust_seg.data.protocols import from_pil_image, from_pil_label, to_pil_image, to_pil_label
+
+        if self.flip and _uniform(generator) < 0.5:
+            image, label = image.flip(-1), label.flip(-1)
+        low, high = self.scale_range
+        short = max(_randint(int(self.base_size * low), int(self.base_size * high), generator), 1)
+        height, width = image.shape[-2:]
+        if height > width:
+            size = (short, int(1.0 * height * short / width))
+        else:
+            size = (int(1.0 * width * short / height), short)  # PIL sizes are (width, height)
+        picture = to_pil_image(image).resize(size, Image.Resampling.BILINEAR)
+        mask = to_pil_label(label).resize(size, Image.Resampling.NEAREST)
+        crop = self.crop_size
+        if short < crop:
+            border = (0, 0, max(crop - size[0], 0), max(crop - size[1], 0))
+            picture = ImageOps.expand(picture, border=border, fill=0)
+            mask = ImageOps.expand(mask, border=border, fill=self.label_pad)
+        if self.gaussian_blur and _uniform(generator) < 0.5:
+            picture = picture.filter(ImageFilter.GaussianBlur(radius=_uniform(generator)))
+        width, height = picture.size
+        left = _randint(0, width - crop, generator)
+        top = _randint(0, height - crop, generator)
+        box = (left, top, left + crop, top + crop)
+        return from_pil_image(picture.crop(box)).contiguous(), from_pil_label(mask.crop(box)).contiguous()
+
+
+@dataclass(frozen=True)
 class EvalTransform:
-    """Deterministic evaluation transform.
+    """The ``pad`` evaluation protocol (``robust_seg.data.protocols``).
 
     ``size=None``: identity (images keep their own size; batch 1 if sizes differ).
     ``size=S``: images whose long side exceeds S are downscaled to long side S

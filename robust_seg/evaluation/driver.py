@@ -31,7 +31,8 @@ from robust_seg.attacks.progress import reporting
 from robust_seg.config_checks import check_evaluate_config
 from robust_seg.data import build_dataset, build_loader
 from robust_seg.data import class_names as dataset_class_names
-from robust_seg.errors import ConfigError, RobustSegError
+from robust_seg.data.protocols import EvalProtocol, eval_protocol, keeps_image_sizes, resolve_protocol
+from robust_seg.errors import ConfigError, NonFiniteLogits, RobustSegError
 from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.diagnostics import Diagnostics, not_applicable
 from robust_seg.evaluation.report import write_reports
@@ -44,7 +45,7 @@ from robust_seg.models import build_model
 from robust_seg.models.external import check_model_output
 from robust_seg.provenance import check_resume, command_overrides, fingerprint, plain_config, software, weights_label
 from robust_seg.radii import format_radius
-from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
+from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, load_state, read_jsonl
 from robust_seg.reporting.logger import RunLogger
 from robust_seg.reporting.published import paper_numbers
 from robust_seg.run_directory import RunDirectory
@@ -53,10 +54,6 @@ from robust_seg.runtime import Distributed, init_distributed, seed_everything, s
 log = logging.getLogger(__name__)
 
 BATCHES_FILE = "batches.jsonl"
-
-
-class NonFiniteLogits(RobustSegError):
-    """The model produced NaN or infinite logits."""
 
 
 @dataclass
@@ -91,7 +88,8 @@ def _load_state(run_dir: Path, resume: bool, new_fingerprint: dict) -> dict | No
     if not resume:
         raise ConfigError(f"{run_dir} already holds an evaluation: pass resume=true to continue it, "
                           "or another run_name")
-    state = torch.load(path, weights_only=True)
+    state = load_state(path, "the evaluation state", "delete it (and batches.jsonl) to evaluate this run again from the "
+                       "start, or restore it from a copy; the run's other files are unchanged")
     check_resume(json.loads(state["fingerprint"]) if isinstance(state["fingerprint"], str) else state["fingerprint"],
                  new_fingerprint, run_dir, "evaluated")
     return state
@@ -100,6 +98,7 @@ def _load_state(run_dir: Path, resume: bool, new_fingerprint: dict) -> dict | No
 def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0, model=None) -> Evaluation:
     """Check every input, then build data, model and attack; nothing is written to the run directory."""
     radii, attack = check_evaluate_config(cfg)
+    protocol = apply_protocol(cfg)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     device = select_device(cfg.runtime.device, local_rank)
@@ -130,7 +129,9 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
                   **({"target": cfg.model.target} if cfg.model.target else {}),
                   **({"config": cfg.model.config} if cfg.model.config else {})},
         "dataset": {"name": cfg.dataset.name, "root": cfg.dataset.root, "split": split, "images": total_images,
-                    "num_classes": cfg.dataset.num_classes},
+                    "num_classes": cfg.dataset.num_classes,
+                    "protocol": {"name": protocol.protocol, "outlines": protocol.outlines,
+                                 "description": protocol.describe()}},
         "attack": {"name": attack.name, "label": attack.label, "description": attack.description,
                    "config": config["attack"]},
         "radii": keys,
@@ -146,6 +147,20 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
                       provenance, fingerprint(config, **facts), shard)
 
 
+def apply_protocol(cfg) -> EvalProtocol:
+    """Resolve ``dataset.protocol`` and ``dataset.outlines`` in ``cfg`` (the zoo entry's protocol unless the dataset
+    names one; ``robust_seg.data.protocols``) and evaluate images that keep their own sizes one at a time, as the
+    official codes do (padding them into a batch would change what the model sees); return the protocol."""
+    protocol, outlines = resolve_protocol(cfg.dataset, cfg.model.get("zoo"))
+    cfg.dataset.protocol, cfg.dataset.outlines = protocol, outlines
+    if keeps_image_sizes(cfg.dataset) and cfg.batch_size > 1:
+        log.warning("batch_size %d -> 1: protocol %s keeps each %s image's own size (images of different sizes do "
+                    "not batch; the official code evaluates them one at a time)", cfg.batch_size, protocol,
+                    cfg.dataset.name)
+        cfg.batch_size = 1
+    return eval_protocol(cfg.dataset)
+
+
 def check_finite_logits(model, images: torch.Tensor, names, batch_index: int) -> None:
     """Refuse a model whose logits on the clean batch hold NaN or inf (e.g. broken weights or inputs)."""
     with torch.no_grad():
@@ -156,6 +171,24 @@ def check_finite_logits(model, images: torch.Tensor, names, batch_index: int) ->
         raise NonFiniteLogits(f"the model's logits are NaN or infinite on batch {batch_index} (images "
                               f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}): check the weights "
                               f"({weights_label(model.weights)}) and the data")
+
+
+def check_finite_attacked(model, outcomes: dict, names, batch_index: int, radius: str, attack: str) -> None:
+    """Refuse a model whose logits are NaN or inf on the attacked images (finite on the clean ones): its
+    predictions there are undefined, and scoring their arg-max would report a number that means nothing. One
+    forward per distinct set of attacked images (each component's; the worst case is made of them)."""
+    checked = [o for name, o in outcomes.items() if name != WORST] or list(outcomes.values())
+    bad: set[int] = set()
+    with torch.no_grad():
+        for outcome in {id(o.adv_images): o for o in checked}.values():
+            logits = model(outcome.adv_images)
+            bad |= set(torch.nonzero(~torch.isfinite(logits).flatten(1).all(1)).flatten().tolist())
+    if bad:
+        shown = [str(names[i]) for i in sorted(bad)]
+        raise NonFiniteLogits(f"the model's logits are NaN or infinite on {len(bad)} of {len(names)} attacked images "
+                              f"of batch {batch_index} ({', '.join(shown[:4])}{' ...' if len(shown) > 4 else ''}) "
+                              f"under {attack} at radius {radius}, although finite on the clean images: the model "
+                              "breaks off the clean point (numerics of its layers); finished batches are kept")
 
 
 def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCalibration | None]:
@@ -196,6 +229,8 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
                 result = attack.run(evaluation.model, images, labels, eps=radius,
                                     seed=(cfg.attack.seed, radius_index), image_indices=indices)
             outcomes = {WORST: result, **result.components}
+            if radius != 0:
+                check_finite_attacked(evaluation.model, outcomes, batch["name"], batch_index, key, attack.label)
             for name, outcome in outcomes.items():
                 check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])
                 comp = totals.setdefault(key, {}).setdefault(
@@ -269,9 +304,10 @@ def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calib
             key: not_fooled_percentage(results.worst_case(key).per_image["apsr"]) for key in keys}
     if calibration is not None:
         results.calibration = calibration.summary()
-    paper = paper_numbers(cfg.model.zoo.paper if cfg.model.get("zoo") else None)
+    zoo = cfg.model.get("zoo")
+    paper = paper_numbers(zoo.paper, zoo.readme) if zoo else None
     if paper is not None:
-        results.paper = {**paper, "attack": cfg.attack.name,
+        results.paper = {**paper, "attack": cfg.attack.name, "protocol": zoo.protocol,
                          "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
     if not attack.minimal_norm:
         results.diagnostics = diagnostics.summary(state["seconds"] - diagnostics.seconds) \

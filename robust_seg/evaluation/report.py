@@ -42,24 +42,37 @@ def paper_markdown(results: EvaluationResults) -> str:
         if published is None:
             return ""
         summary = results.minimal_norm
-        lines += ["| ||δ||∞ x255 | paper | measured |", "|---|---:|---:|",
+        lines += ["| ‖δ‖∞ x255 | paper | measured |", "|---|---:|---:|",
                   f"| median | {published[0]:.2f} | {summary['median_x255']:.2f} |",
                   f"| mean | {published[1]:.2f} | {summary['mean_x255']:.2f} |"]
         return "\n".join(lines) + "\n"
-    radii = [key for key in results.radii if key in paper.get("radii", {})]
+    sources = [paper, *paper.get("also", [])]
+    radii = [key for key in results.radii if any(key in source.get("radii", {}) for source in sources)]
     if not radii:
         return ""
 
     def cell(value):
         return "–" if value is None else f"{value:.1f}"
 
-    lines += ["| eps | paper ACC | measured ACC | paper mIoU | measured mIoU |", "|---|---:|---:|---:|---:|"]
+    columns = []  # (header, source, metric) for every published column that has a number
+    for source in sources:
+        label = "README" if "README" in source["source"] else "paper"
+        for metric, name in (("acc", "ACC"), ("miou", "mIoU")):
+            if any(source["radii"].get(key, {}).get(metric) is not None for key in radii):
+                columns.append((f"{label} {name}", source, metric))
+    lines[0] = "## Paper vs measured (" + "; ".join(source["source"] for source in sources) + ")"
+    lines += ["| eps | " + " | ".join(c[0] for c in columns) + " | measured ACC | measured mIoU |",
+              "|---|" + "---:|" * (len(columns) + 2)]
     for key in radii:
-        published, measured = paper["radii"][key], results.worst_case(key)
-        lines.append(f"| {key} | {cell(published['acc'])} | {measured.acc:.1f} | {cell(published['miou'])} | "
-                     f"{measured.miou:.1f} |")
+        measured = results.worst_case(key)
+        published = [cell(source["radii"].get(key, {}).get(metric)) for _, source, metric in columns]
+        lines.append(f"| {key} | " + " | ".join(published) + f" | {measured.acc:.1f} | {measured.miou:.1f} |")
     lines += ["", f"Measured on {results.images} {results.dataset} {results.split} images with "
               f"{results.attack}; the paper's SEA uses 4 losses x 300 iterations on the whole split."]
+    protocol = (results.provenance or {}).get("dataset", {}).get("protocol")
+    if protocol and paper.get("protocol") and protocol["name"] != paper["protocol"]:
+        lines += ["", f"**Protocol differs from the paper's code**: measured under `{protocol['name']}`, the paper's "
+                      f"code evaluates under `{paper['protocol']}` (dataset.protocol={paper['protocol']})."]
     return "\n".join(lines) + "\n"
 
 
@@ -72,6 +85,7 @@ def provenance_markdown(results: EvaluationResults) -> str:
     lines = [f"- model: {record['model']['name']}, weights: {record['model']['label']}",
              f"- data: {data['name']} {data['split']} split, {data['images']} images"
              + (f", root {data['root']}" if data.get("root") else ""),
+             *([f"- protocol: {data['protocol']['description']}"] if data.get("protocol") else []),
              f"- attack: {record['attack']['description']}; radii {', '.join(record['radii'])}; seeds "
              + ", ".join(f"{k} {v}" for k, v in record["seeds"].items()) + f"; batch size {record['batch_size']}",
              f"- software: robust_seg {software['robust_seg']}" + (f" ({software['commit']})" if software.get("commit")

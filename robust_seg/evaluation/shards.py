@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from robust_seg.reporting.files import load_state
+
 from robust_seg.errors import ConfigError
 from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.state import ComponentTotals
@@ -63,7 +65,8 @@ def load_shard_state(directory: Path) -> dict:
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise MergeError(f"{directory} holds no evaluation ({STATE_FILE} missing): not a shard run directory")
-    state = torch.load(path, weights_only=True)
+    state = load_state(path, "the shard's evaluation state", "evaluate this shard again (delete its run directory "
+                       "and rerun it, or resume=true after deleting the state file), then merge")
     if "shard" not in state:
         raise MergeError(f"{directory} is an evaluation without shard information (written by an older version)")
     return state

@@ -56,11 +56,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from robust_seg import IGNORE_INDEX
-from robust_seg.errors import RobustSegError
-
-
-class NonFiniteLogitsError(RobustSegError):
-    """Logits with NaN or infinite values reached a metric."""
+from robust_seg.errors import NonFiniteLogits, RobustSegError
 
 
 class CalibrationInputError(RobustSegError):
@@ -165,7 +161,7 @@ class CalibrationAccumulator:
         if self.bins.device != device:
             self.to(device)
         if not bool(torch.isfinite(logits).all()):
-            raise NonFiniteLogitsError("calibration metrics: the logits hold NaN or infinite values")
+            raise NonFiniteLogits("calibration metrics: the logits hold NaN or infinite values")
         precision = torch.float64 if logits.dtype == torch.float64 else torch.float32  # the caller's, at least float32
         log_probabilities = F.log_softmax(logits.to(precision).flatten(2) / self.temperature, dim=1)  # (B, K, P)
         labels = labels.flatten(1)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from robust_seg import IGNORE_INDEX
-from robust_seg.metrics.calibration import CalibrationInputError, NonFiniteLogitsError
+from robust_seg.metrics.calibration import CalibrationInputError, NonFiniteLogits
 
 
 class LabelledPixelSample:
@@ -68,7 +68,7 @@ def fit_temperature(
         raise CalibrationInputError("temperature fit: no labelled pixel (every label is the ignore index "
                                     f"{IGNORE_INDEX}); fit on images with labels")
     if not bool(torch.isfinite(logits).all()):
-        raise NonFiniteLogitsError("temperature fit: the logits hold NaN or infinite values")
+        raise NonFiniteLogits("temperature fit: the logits hold NaN or infinite values")
     low, high = math.log(bounds[0]), math.log(bounds[1])
     ratio = (math.sqrt(5) - 1) / 2
     left, right = high - ratio * (high - low), low + ratio * (high - low)

@@ -111,7 +111,8 @@ def build_model(cfg, num_classes: int) -> SegmentationModel:
     window = (cfg.inference.crop_size, cfg.inference.stride) if cfg.inference.mode == "slide" else None
     if cfg.inference.mode not in ("whole", "slide"):
         raise ValueError(f"model.inference.mode must be 'whole' or 'slide', got '{cfg.inference.mode}'")
-    model = SegmentationModel(segmentor, num_classes, mean=mean, std=std, sliding_window=window)
+    model = SegmentationModel(segmentor, num_classes, mean=mean, std=std, sliding_window=window,
+                              pad_to_multiple=getattr(cfg.inference, "pad_to_multiple", None))
     weights = {"source": "random", "checkpoint": None, "sha256": None, "backbone": None}
     if cfg.backbone_init != "none":
         sources = dict(cfg.backbone_checkpoints or {})

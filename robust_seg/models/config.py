@@ -7,11 +7,16 @@ from typing import Any, Optional
 
 @dataclass
 class InferenceConfig:
-    """``whole`` image inference, or ``slide`` with square windows of ``crop_size`` every ``stride`` pixels."""
+    """``whole`` image inference, or ``slide`` with square windows of ``crop_size`` every ``stride`` pixels.
+
+    pad_to_multiple: pad the input to a multiple of this (the Segmenter's patch size), resize the logits to the
+    padded size, crop (``robust_seg.models.wrapper.SegmentationModel``); None: resize the logits to the input.
+    """
 
     mode: str = "whole"
     crop_size: int = 512
     stride: int = 341
+    pad_to_multiple: Optional[int] = None
 
 
 @dataclass
@@ -22,6 +27,10 @@ class ZooEntry:
     threat_model: ``Linf`` (adversarially trained) or ``none`` (clean training).
     training: how it was trained, in words. source: where its weights are published.
     paper: its published numbers, ``<table>/<row>`` (``robust_seg.reporting.published.paper_numbers``; None: none).
+    readme: the numbers the official code's README lists for the same file, where they differ from the paper:
+        mIoU (%) per radius (``"0"``, ``"4/255"``, ...), shown beside the paper's under their own source.
+    protocol: the evaluation protocol of its paper's code (``robust_seg.data.protocols``): the default of
+        ``dataset.protocol`` when this entry is evaluated.
     """
 
     dataset: str = "???"
@@ -29,6 +38,8 @@ class ZooEntry:
     training: str = ""
     source: str = ""
     paper: Optional[str] = None
+    readme: Optional[dict[str, float]] = None
+    protocol: Optional[str] = None
 
 
 @dataclass

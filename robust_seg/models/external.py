@@ -85,22 +85,28 @@ def mmseg_config_model(cfg) -> tuple[dict, list[float] | None, list[float] | Non
 
 
 def check_model_output(model: nn.Module, num_classes: int, device, size: int = 64, what: str = "the model") -> None:
-    """One forward of a test batch: logits (1, K, size, size), K = the dataset's classes, finite."""
+    """One forward of a test batch of two images: logits (2, K, size, size) on the images' device, K = the
+    dataset's classes, finite."""
     was_training = model.training
     model.eval()
+    batch = torch.full((2, 3, size, size), 0.5, device=device)
+    batch[1] = 0.25
     try:
         with torch.no_grad():
-            output = model(torch.full((1, 3, size, size), 0.5, device=device))
+            output = model(batch)
     except Exception as error:
-        raise CheckpointError(f"{what} fails on a (1, 3, {size}, {size}) batch of images in [0, 1]: "
+        raise CheckpointError(f"{what} fails on a (2, 3, {size}, {size}) batch of images in [0, 1]: "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     finally:
         model.train(was_training)
     if not isinstance(output, torch.Tensor) or output.dim() != 4 or tuple(output.shape[-2:]) != (size, size) \
-            or output.shape[0] != 1:
+            or output.shape[0] != 2:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise CheckpointError(f"{what} returns {shape} for a (1, 3, {size}, {size}) batch; it must return logits "
-                              f"(B, K, H, W) at the input's size")
+        raise CheckpointError(f"{what} returns {shape} for a (2, 3, {size}, {size}) batch; it must return logits "
+                              f"(B, K, H, W) at the input's batch size and image size")
+    if output.device != batch.device:
+        raise CheckpointError(f"{what} returns logits on {output.device} for images on {batch.device}: it must "
+                              f"compute on the images' device (runtime.device={batch.device.type})")
     if output.shape[1] != num_classes:
         raise CheckpointError(f"{what} predicts {output.shape[1]} classes but the dataset has {num_classes}: "
                               "choose the matching dataset or model")

@@ -1,6 +1,7 @@
 """Crash-safe files in a run directory: atomic replace for snapshots, fsync'd appends for per-batch records."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -37,8 +38,37 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
-    """``torch.save`` through a temporary file + rename (checkpoints survive a kill at any moment)."""
-    _atomic_replace(Path(path), lambda stream: torch.save(obj, stream))
+    """``torch.save`` through a temporary file + rename (checkpoints survive a kill at any moment). A write that
+    fails on a full disk is an ``OSError(ENOSPC)`` naming the file (torch's own message names neither)."""
+    path = Path(path)
+    try:
+        _atomic_replace(path, lambda stream: torch.save(obj, stream))
+    except RuntimeError as error:
+        if "write" in str(error) and _disk_full(path.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
+
+
+def _disk_full(directory: Path, margin: int = 1 << 20) -> bool:
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < margin
+
+
+def load_state(path: str | Path, what: str, fix: str, map_location: str | None = None) -> Any:
+    """``torch.load(path, weights_only=True)`` of a state this project wrote; a damaged file (truncated by a full
+    disk or a kill during a copy, or not a torch file) is a ``StateFileError`` naming it and ``fix``."""
+    from robust_seg.errors import StateFileError
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise StateFileError(f"cannot read {what} {path}: permission denied (give this user read access)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StateFileError(f"{what} {path} is damaged ({reason[:120]}): {fix}") from None
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:

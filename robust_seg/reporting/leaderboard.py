@@ -43,7 +43,7 @@ def leaderboard_spec(dataset: str, runs: Iterable[Run]) -> TableSpec:
         recorded = _recorded_zoo(run)
         if run.experiment == experiment and run.coordinates.row and recorded:
             entries.setdefault(run.coordinates.row, (recorded.get("threat_model", "?"),
-                                                     paper_numbers(recorded.get("paper"))))
+                                                     paper_numbers(recorded.get("paper"), recorded.get("readme"))))
     rows = []
     for name, (threat_model, paper) in sorted(entries.items()):
         published = None

@@ -40,9 +40,26 @@ SEA_TABLE_RADII = ("0", "4/255", "8/255", "12/255")
 """The radii of Tables 3 and 4, in their column order."""
 
 
-def paper_numbers(reference: str | None) -> dict | None:
-    """The published numbers a zoo entry's ``paper`` reference names (``configs/model/zoo/*.yaml``), as the
-    ``paper`` entry of ``results.json``; None for no reference. References:
+README_SOURCE = "official README (nmndeep/Robust-Segmentation)"
+
+
+def paper_numbers(reference: str | None, readme: dict | None = None) -> dict | None:
+    """The published numbers of a zoo entry (``configs/model/zoo/*.yaml``) as the ``paper`` entry of
+    ``results.json``: those its ``paper`` reference names, and under ``also`` those the official README lists for
+    the same file (``readme``: mIoU per radius), each with its ``source``; None when it has neither.
+    """
+    paper = _table_numbers(reference)
+    if readme:
+        other = {"source": README_SOURCE,
+                 "radii": {str(radius): {"acc": None, "miou": float(value)} for radius, value in readme.items()}}
+        if paper is None:
+            return other
+        paper["also"] = [other]
+    return paper
+
+
+def _table_numbers(reference: str | None) -> dict | None:
+    """The numbers a ``paper`` reference names; None for no reference. References:
 
     * ``sea_table3/<row>``, ``sea_table4/<row>``: ACC and mIoU under SEA at 0, 4/255, 8/255, 12/255;
     * ``sea_table9/<row>``: SEA's ACC at the row's radii (Table 9 reports ACC only);

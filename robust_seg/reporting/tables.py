@@ -213,12 +213,20 @@ class CellResult:
     value: float | None = None
     published: float | None = None
     gap: str | None = None
+    protocol: str | None = None  # the evaluation protocol of the runs the value was read from
 
     @property
     def difference(self) -> float | None:
         if self.value is None or self.published is None:
             return None
         return self.value - self.published
+
+
+def run_protocol(results: dict) -> str:
+    """The evaluation protocol a run recorded (``robust_seg.data.protocols``); runs from before protocols were
+    recorded evaluated under ``pad``."""
+    protocol = ((results.get("provenance") or {}).get("dataset") or {}).get("protocol")
+    return protocol["name"] if protocol else "pad"
 
 
 @dataclass
@@ -258,6 +266,7 @@ def build_table(spec: TableSpec, runs: Sequence[Run]) -> BuiltTable:
             paper = row.published[index] if row.published else None
             row_cells.append(_fill(cell, by_coordinates, paper, row.missing_reason))
         cells.append(row_cells)
+    notes += protocol_notes(spec, cells)
     if any("+scale=embedded" in (run.results or {}).get("provenance", {}).get("overrides", []) for run in mine):
         notes.insert(0, "EMBEDDED SCALE (+scale=embedded): the shipped small model on 2 synthetic images with a few "
                         "iterations; these numbers check the pipeline, not the paper")
@@ -267,6 +276,25 @@ def build_table(spec: TableSpec, runs: Sequence[Run]) -> BuiltTable:
                         f"(model.random_weights=true: {', '.join(random)}); their numbers say nothing about a trained "
                         "model")
     return BuiltTable(spec, cells, notes)
+
+
+def protocol_notes(spec: TableSpec, cells: list[list[CellResult]]) -> list[str]:
+    """The evaluation protocol of the table's numbers; a column whose cells come from runs of different
+    protocols is named, with the rows of each, since its numbers are not comparable."""
+    used = sorted({cell.protocol for row in cells for cell in row if cell.protocol})
+    if not used:
+        return []
+    notes = [f"evaluation protocol: {', '.join(used)} (robust_seg/data/protocols.py)"]
+    for index, column in enumerate(spec.columns):
+        by_protocol: dict[str, list[str]] = {}
+        for row, row_cells in zip(spec.rows, cells):
+            if row_cells[index].protocol:
+                by_protocol.setdefault(row_cells[index].protocol, []).append(" / ".join(row.labels))
+        if len(by_protocol) > 1:
+            notes.append(f"PROTOCOLS MIXED in column {' '.join(column)}: " + "; ".join(
+                f"{name} ({', '.join(rows)})" for name, rows in sorted(by_protocol.items()))
+                + ": these numbers are not comparable")
+    return notes
 
 
 def _fill(cell: CellSpec | None, by_coordinates: dict[Coordinates, list[Run]], paper: float | None,
@@ -292,7 +320,8 @@ def _fill(cell: CellSpec | None, by_coordinates: dict[Coordinates, list[Run]], p
         value = float(cell.read(results))
     except MissingEntry as error:
         return CellResult(published=paper, gap=str(error.args[0]))
-    return CellResult(value=value, published=paper)
+    protocols = sorted({run_protocol(r) for r in results})
+    return CellResult(value=value, published=paper, protocol="+".join(protocols))
 
 
 def acc_miou_cells(source: Coordinates, radius: str, component: str = WORST) -> tuple[CellSpec, ...]:

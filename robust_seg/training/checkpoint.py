@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robust_seg.reporting.files import atomic_torch_save
+from robust_seg.reporting.files import atomic_torch_save, load_state
 
 
 def rng_state() -> dict:
@@ -38,4 +38,6 @@ def save_checkpoint(path: Path, **parts) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint written by :func:`save_checkpoint`; a damaged one is a one-line ``StateFileError``."""
+    return load_state(path, "the training checkpoint", "delete it to train this run from the start (or from an older "
+                      "copy); the run's logs are unchanged", map_location="cpu")
