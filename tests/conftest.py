@@ -13,6 +13,12 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, here and in subprocesses
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 # Tiny synthetic data + no W&B: what every end-to-end test uses.
 TINY = ["logger=none", "dataset.synthetic.num_train=64", "dataset.synthetic.num_val=16"]
 

@@ -102,7 +102,7 @@ def test_an_mmseg_config_file_evaluates_end_to_end(tmp_path, attack):
 
 @pytest.mark.parametrize("factory, fragment", [
     ("tests.test_python_api.wrong_classes_factory", "predicts 21 classes but the dataset has 6"),
-    ("tests.test_python_api.wrong_shape_factory", "returns (1, 6, 63, 64)"),
+    ("tests.test_python_api.wrong_shape_factory", "returns (2, 6, 63, 64)"),
     ("tests.test_python_api.no_such_factory", "cannot import it"),
 ])
 def test_a_model_that_does_not_fit_is_one_line(tmp_path, factory, fragment):

@@ -1,5 +1,6 @@
 """Kill a run mid-way, resume it, and get what an uninterrupted run gets (training and evaluation)."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ EVALUATE = [*TINY, "attack=sea", "attack.eps=[0,4/255]", "attack.options.iterati
 
 def _kill_when(module, overrides, cwd, ready, timeout=300):
     """Start an entry point, SIGKILL it as soon as ``ready()`` holds; return whether it was killed mid-way."""
-    env = {"WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    env = {"WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",  # threads as the other runs
+           **{k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}}
     process = subprocess.Popen([sys.executable, "-m", f"robust_seg.{module}", *overrides], cwd=cwd, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout

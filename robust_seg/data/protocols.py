@@ -28,12 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from robust_seg import IGNORE_INDEX
+from robust_seg.data.transforms import EvalTransform, from_pil_image, from_pil_label, to_pil_image, to_pil_label
 
 Sample = Tuple[torch.Tensor, torch.Tensor]
 
@@ -42,24 +42,6 @@ OUTLINES = ("ignore", "background")
 DEFAULT_PROTOCOL = "pad"
 VARIABLE_SIZE_DATASETS = ("pascal_voc", "ade20k")
 """Datasets whose images come in many sizes (Cityscapes' are all 2048x1024, the synthetic ones square)."""
-
-
-def to_pil_image(image: torch.Tensor) -> Image.Image:
-    """Float (3, H, W) in [0, 1] holding 8-bit values -> RGB PIL image (exact for images read from 8-bit files)."""
-    array = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    return Image.fromarray(array, mode="RGB")
-
-
-def from_pil_image(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def to_pil_label(label: torch.Tensor) -> Image.Image:
-    return Image.fromarray(label.to(torch.uint8).numpy(), mode="L")
-
-
-def from_pil_label(label: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(label, dtype=np.uint8).astype(np.int64))
 
 
 def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
@@ -115,8 +97,6 @@ class EvalProtocol:
         elif self.protocol == "thesis":
             image, label = thesis_eval_transform(image, label, self.size)
         else:
-            from robust_seg.data.transforms import EvalTransform
-
             image, label = EvalTransform(self.size)(image, label, generator)
         if self.outlines == "background":
             label = torch.where(label == IGNORE_INDEX, torch.zeros_like(label), label)

@@ -28,8 +28,10 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from robust_seg import IGNORE_INDEX
 
@@ -62,6 +64,24 @@ def resize_long_side(image: torch.Tensor, label: torch.Tensor, long_side: int) -
     height, width = image.shape[-2:]
     ratio = long_side / max(height, width)
     return resize(image, label, max(int(height * ratio + 0.5), 1), max(int(width * ratio + 0.5), 1))
+
+
+def to_pil_image(image: torch.Tensor) -> Image.Image:
+    """Float (3, H, W) in [0, 1] holding 8-bit values -> RGB PIL image (exact for images read from 8-bit files)."""
+    array = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(array, mode="RGB")
+
+
+def from_pil_image(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_pil_label(label: torch.Tensor) -> Image.Image:
+    return Image.fromarray(label.to(torch.uint8).numpy(), mode="L")
+
+
+def from_pil_label(label: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(label, dtype=np.uint8).astype(np.int64))
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -127,9 +147,7 @@ class SeaTrainTransform:
     label_pad: int = 0
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor, generator: torch.Generator) -> Sample:
-        from PIL import Image, ImageFilter, ImageOps
-
-        from robust_seg.data.protocols import from_pil_image, from_pil_label, to_pil_image, to_pil_label
+        from PIL import ImageFilter, ImageOps
 
         if self.flip and _uniform(generator) < 0.5:
             image, label = image.flip(-1), label.flip(-1)
