@@ -275,14 +275,18 @@ def test_a_second_process_on_a_run_directory_is_refused(tmp_path, module, base, 
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     assert not lock.exists()
-    if module == "evaluate":  # the first run's numbers are those of a run alone
-        alone = subprocess.run([sys.executable, "-m", "robust_seg.evaluate", *base, *extra, "run_name=alone"],
-                               cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True)
-        assert alone.returncode == 0
-        shared, single = (json.loads((tmp_path / "outputs/evaluate" / n / "results.json").read_text())
-                          for n in ("shared", "alone"))
+    alone = subprocess.run([sys.executable, "-m", f"robust_seg.{module}", *base, *extra, "run_name=alone"],
+                           cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True)
+    assert alone.returncode == 0  # the first run's numbers are those of a run alone
+    name = "results.json" if module == "evaluate" else "train_results.json"
+    shared, single = (json.loads((tmp_path / "outputs" / module / n / name).read_text()) for n in ("shared", "alone"))
+    if module == "evaluate":
         assert shared["radii"] == single["radii"]
         assert len((tmp_path / "outputs/evaluate/shared/batches.jsonl").read_text().splitlines()) == 4
+    else:
+        drop = ("seconds",)
+        assert [{k: v for k, v in e.items() if k not in drop} for e in shared["history"]] == \
+            [{k: v for k, v in e.items() if k not in drop} for e in single["history"]]
 
 
 def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
