@@ -251,8 +251,17 @@ def check_train_config(cfg) -> None:
     positive_int("schedule.epochs", cfg.schedule.epochs)
     finite_number("schedule.warmup_epochs", cfg.schedule.warmup_epochs, minimum=0)
     if cfg.schedule.warmup_epochs > cfg.schedule.epochs:
-        raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} is longer than schedule.epochs="
-                          f"{cfg.schedule.epochs}: the learning rate would never reach its peak (lower the warmup)")
+        from robust_seg.provenance import command_overrides
+
+        if any(o.lstrip("+").startswith("schedule.warmup_epochs=") for o in command_overrides()):
+            raise ConfigError(f"schedule.warmup_epochs={cfg.schedule.warmup_epochs} is longer than schedule.epochs="
+                              f"{cfg.schedule.epochs}: the learning rate would never reach its peak (lower the warmup)")
+        import logging  # the recipe's warmup on a short run (e.g. schedule.epochs=2): said, not refused
+
+        logging.getLogger(__name__).warning(
+            "the warmup (%g epochs) is longer than the run (%d epochs): the learning rate reaches only %.0f%% of its "
+            "peak; set schedule.warmup_epochs to change it", cfg.schedule.warmup_epochs, cfg.schedule.epochs,
+            100 * cfg.schedule.epochs / cfg.schedule.warmup_epochs)
     finite_number("schedule.power", cfg.schedule.power, minimum=0)
     choice("optimizer.name", cfg.optimizer.name, ("adamw", "sgd"))
     finite_number("optimizer.lr", cfg.optimizer.lr, minimum=0, strictly=True)

@@ -73,6 +73,8 @@ def test_row_composes_with_table5_values(row):
     assert cfg.dataset.num_classes == {"voc": 21, "ade": 151}[dataset]
     assert (cfg.dataset.base_size, cfg.dataset.crop_size) == (base, crop)
     assert cfg.dataset.flip and cfg.dataset.gaussian_blur
+    # the official code's augmentation and validation protocol (robust_seg/data/transforms.py, protocols.py)
+    assert (cfg.dataset.augmentation, cfg.dataset.train_label_pad, cfg.dataset.protocol) == ("sea", 0, "sea")
     assert cfg.model.name == model
     assert cfg.model.backbone_init == {"at": "clean", "pirat": "robust"}[scheme]
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.weight_decay) == (optimizer, lr, decay)

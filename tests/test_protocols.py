@@ -153,7 +153,7 @@ def test_paper_experiments_name_their_protocol():
     assert compose_config("evaluate", ["experiment=table3_robust_models"]).dataset.protocol == "sea"
     assert compose_config("evaluate", ["experiment=thesis_table5_1_minimal_norm"]).dataset.protocol == "thesis"
     train = compose_config("train", ["experiment=train_paper"])
-    assert (train.dataset.augmentation, train.dataset.train_label_pad) == ("sea", 0)
+    assert (train.dataset.augmentation, train.dataset.train_label_pad, train.dataset.protocol) == ("sea", 0, "sea")
 
 
 @pytest.mark.parametrize("override, expected", [([], "sea"), (["dataset.protocol=thesis"], "thesis")])
