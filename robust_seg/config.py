@@ -131,7 +131,9 @@ def asset_path(name: str) -> str:
     return str(ASSETS / name)
 
 
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=,-]*$")
+NAME_CHARACTERS = "A-Za-z0-9._+=,-"
+"""The characters of a run name (one plain path component)."""
+RUN_NAME = re.compile(rf"^[A-Za-z0-9][{NAME_CHARACTERS}]*$")
 
 
 def run_directory_name(run_name: Optional[str]) -> str:
@@ -143,10 +145,10 @@ def run_directory_name(run_name: Optional[str]) -> str:
     if not RUN_NAME.match(name) or len(name) > 200:
         from robust_seg.errors import ConfigError
 
-        bad = next((c for c in name if not re.match(r"[A-Za-z0-9._+=,-]", c)), name[:1])
+        bad = next((c for c in name if not re.match(rf"[{NAME_CHARACTERS}]", c)), name[:1])
         raise ConfigError(f"run_name={name!r}: a run name is one plain name (letters, digits, . _ + = , -; not "
                           f"starting with '.', at most 200 characters), not {bad!r}: e.g. run_name="
-                          f"{re.sub(r'[^A-Za-z0-9._+=,-]+', '_', name).strip('._') or 'my_run'}")
+                          f"{re.sub(rf'[^{NAME_CHARACTERS}]+', '_', name).strip('._') or 'my_run'}")
     return name
 
 

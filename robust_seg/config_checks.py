@@ -99,7 +99,7 @@ def similar_key(schema, key: str) -> str:
     """`` (did you mean 'a.b'?)`` for a mistyped dotted ``key`` of ``schema``, from the keys beside it."""
     from omegaconf import OmegaConf
 
-    parent, _, leaf = key.rpartition(".")
+    parent = key.rpartition(".")[0]
     node = OmegaConf.structured(schema)
     try:
         node = OmegaConf.select(node, parent) if parent else node

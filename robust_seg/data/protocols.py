@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robust_seg import IGNORE_INDEX
-from robust_seg.data.transforms import EvalTransform, from_pil_image, from_pil_label, to_pil_image, to_pil_label
+from robust_seg.data.transforms import (EvalTransform, from_pil_image, from_pil_label, short_side_size,
+                                       to_pil_image, to_pil_label)
 
 Sample = Tuple[torch.Tensor, torch.Tensor]
 
@@ -42,14 +43,6 @@ OUTLINES = ("ignore", "background")
 DEFAULT_PROTOCOL = "pad"
 VARIABLE_SIZE_DATASETS = ("pascal_voc", "ade20k")
 """Datasets whose images come in many sizes (Cityscapes' are all 2048x1024, the synthetic ones square)."""
-
-
-def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
-    """(height, width) with the short side ``short`` and the long side ``int(1.0 * long * short / short_side)``:
-    the rule of both official codes (SEA ``_val_sync_transform``, torchvision ``Resize(int)``)."""
-    if width > height:
-        return short, int(1.0 * width * short / height)
-    return int(1.0 * height * short / width), short
 
 
 def centre_crop_offsets(height: int, width: int, crop: int) -> tuple[int, int]:

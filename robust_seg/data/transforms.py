@@ -84,6 +84,14 @@ def from_pil_label(label: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(label, dtype=np.uint8).astype(np.int64))
 
 
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """(height, width) with the short side ``short`` and the long side ``int(1.0 * long * short / short_side)``:
+    the rule of both official codes (SEA ``_val_sync_transform``, torchvision ``Resize(int)``)."""
+    if width > height:
+        return short, int(1.0 * width * short / height)
+    return int(1.0 * height * short / width), short
+
+
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur with std ``sigma`` pixels, kernel radius ceil(3 sigma), reflect padding."""
     radius = max(int(math.ceil(3.0 * sigma)), 1)
@@ -153,11 +161,8 @@ class SeaTrainTransform:
             image, label = image.flip(-1), label.flip(-1)
         low, high = self.scale_range
         short = max(_randint(int(self.base_size * low), int(self.base_size * high), generator), 1)
-        height, width = image.shape[-2:]
-        if height > width:
-            size = (short, int(1.0 * height * short / width))
-        else:
-            size = (int(1.0 * width * short / height), short)  # PIL sizes are (width, height)
+        height, width = short_side_size(*image.shape[-2:], short)
+        size = (width, height)  # PIL sizes are (width, height)
         picture = to_pil_image(image).resize(size, Image.Resampling.BILINEAR)
         mask = to_pil_label(label).resize(size, Image.Resampling.NEAREST)
         crop = self.crop_size

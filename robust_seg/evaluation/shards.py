@@ -20,13 +20,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from robust_seg.reporting.files import load_state
-
 from robust_seg.errors import ConfigError
 from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.state import ComponentTotals
+from robust_seg.reporting.files import load_state
 
 STATE_FILE = "evaluation_state.pt"
 SHARDS_DIR = "shards"
