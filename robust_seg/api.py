@@ -23,11 +23,14 @@ def compose(entry: str = "evaluate", overrides: Sequence[str] = ()):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from robust_seg.config import CONFIGS, register_configs
+    from robust_seg.evaluation.config import EvaluateConfig
+    from robust_seg.paths import CONFIGS
+    from robust_seg.run.config import register_configs
+    from robust_seg.training.config import PretrainConfig, TrainConfig
 
-    register_configs()
+    register_configs(evaluate=EvaluateConfig, train=TrainConfig, pretrain=PretrainConfig)
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return hydra_compose(config_name=entry, overrides=list(overrides))
 
 
@@ -36,17 +39,17 @@ def load_model(name: str = "embedded", *, checkpoint: str | None = None, dataset
     """A model of ``configs/model/<name>.yaml`` (``zoo/<name>``: a published model, ``python -m robust_seg.zoo``)
     for ``dataset``'s classes (default: a zoo model's own dataset, else ``synthetic``), with ``checkpoint`` (path
     or URL, hash-checked cache) if given, in eval mode without parameter gradients: images in [0, 1] -> logits."""
-    from robust_seg.config_checks import check_model, check_zoo_dataset
+    from robust_seg.models.config import check_model_config, check_zoo_dataset
     from robust_seg.models import build_model
 
     if dataset is None:
-        from robust_seg.zoo import zoo_models
+        from robust_seg.models.zoo import zoo_models
 
         zoo = {m.name: m for m in zoo_models()}
         dataset = zoo[name[4:]].dataset if name.startswith("zoo/") and name[4:] in zoo else "synthetic"
     cfg = compose("evaluate", [f"model={name}", f"dataset={dataset}", *(
         [f"model.checkpoint={checkpoint}"] if checkpoint else []), *overrides])
-    check_model(cfg.model, evaluation=True)
+    check_model_config(cfg.model, evaluation=True)
     check_zoo_dataset(cfg.model, cfg.dataset)
     model = build_model(cfg.model, cfg.dataset.num_classes).to(device).eval()
     return model.requires_grad_(False)

@@ -23,3 +23,13 @@ class RunDirectoryBusy(RobustSegError):
 
 class NonFiniteLogits(RobustSegError):
     """A model produced NaN or infinite logits (on clean or attacked images, or in a calibration fit)."""
+
+
+EXIT_USER_ERROR = 2
+"""The exit status of a command refused for its input (one line on stderr, no traceback)."""
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when it has none): what a refused command prints."""
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 if __name__ == "__main__":  # the short help before any heavy import
-    from robust_seg.cli_help import print_help_if_asked
+    from robust_seg.run.help import print_help_if_asked
 
     print_help_if_asked("evaluate")
 
@@ -12,13 +12,16 @@ import types  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from robust_seg.cli import run_job, run_main  # noqa: E402
-from robust_seg.config import CONFIGS, register_configs  # noqa: E402
+from robust_seg.evaluation.config import EvaluateConfig  # noqa: E402
+from robust_seg.names import WORST  # noqa: E402
+from robust_seg.paths import CONFIGS  # noqa: E402
+from robust_seg.run.cli import run_job, run_main  # noqa: E402
+from robust_seg.run.config import register_configs  # noqa: E402
 
-register_configs()
+register_configs(evaluate=EvaluateConfig)
 
 
-@hydra.main(config_path=CONFIGS, config_name="evaluate", version_base="1.3")
+@hydra.main(config_path=str(CONFIGS), config_name="evaluate", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
     """Thin Hydra wrapper around :func:`robust_seg.evaluation.evaluate`.
 
@@ -37,11 +40,11 @@ def hydra_main(cfg: DictConfig) -> float:
     if not results.get("radii"):  # a shard without images
         return float("nan")
     last = list(results["radii"])[-1]
-    return results["radii"][last]["worst_case"]["acc"]
+    return results["radii"][last][WORST]["acc"]
 
 
 def main() -> None:
-    from robust_seg.cli_help import print_help_if_asked
+    from robust_seg.run.help import print_help_if_asked
 
     print_help_if_asked("evaluate")
     run_main(hydra_main)

@@ -13,8 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from robust_seg.cli import EXIT_USER_ERROR, one_line
-from robust_seg.errors import RobustSegError
+from robust_seg.errors import EXIT_USER_ERROR, RobustSegError, one_line
 
 
 def merge(paths: list[str | Path], output: str | Path | None = None) -> dict:
@@ -23,7 +22,7 @@ def merge(paths: list[str | Path], output: str | Path | None = None) -> dict:
 
     from robust_seg.evaluation.driver import merge_into
     from robust_seg.evaluation.shards import MergeError, find_shard_directories, load_shard_state
-    from robust_seg.run_directory import RunDirectory
+    from robust_seg.run.directory import RunDirectory
 
     import json
 

@@ -1,4 +1,5 @@
-"""Names shared by the attacks and the reports, without importing either: SEA's losses, readable labels.
+"""Names shared by the attacks, the evaluation and the reports, without importing any: SEA's losses, readable
+labels and the keys of ``results.json``.
 
 A report or table (``robust_seg.reporting``) reads these without loading torch; the attacks use the same tuples.
 """
@@ -18,3 +19,10 @@ COMPONENT_LABELS = {"ce": "CE", "bal_ce": "Bal-CE", "cossim_ce": "CosSim-CE", "j
 def loss_label(loss: str) -> str:
     """A loss as the SEA paper's tables write it, e.g. ``L_Mask-CE``."""
     return f"L_{COMPONENT_LABELS.get(loss, loss)}"
+
+
+WORST = "worst_case"
+"""The results key of the image-wise worst case over an attack's components (SEA paper Sec. 2.4)."""
+
+MINIMAL_NORM_KEY = "minimal_norm"
+"""The results key of a minimal-norm attack's one run (its radii only serve the robust-at-eps curve)."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from robust_seg.cli import run_job, run_main
-from robust_seg.config import CONFIGS, register_configs
+from robust_seg.paths import CONFIGS
+from robust_seg.run.cli import run_job, run_main
+from robust_seg.run.config import register_configs
+from robust_seg.training.config import PretrainConfig
 
-register_configs()
+register_configs(pretrain=PretrainConfig)
 
 
-@hydra.main(config_path=CONFIGS, config_name="pretrain", version_base="1.3")
+@hydra.main(config_path=str(CONFIGS), config_name="pretrain", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
     """Thin Hydra wrapper around :func:`robust_seg.training.pretraining.pretrain_backbone`."""
     from robust_seg.training.pretraining import pretrain_backbone

@@ -1,15 +1,27 @@
-"""Radii written as the papers write them: ``8/255``, ``0.0314``, ``0``, or lists of these."""
+"""Radii written as the papers write them: ``8/255``, ``0.0314``, ``0``, or lists of these.
+
+An evaluation parses its radii once (``parse_radii``) into ``Radius`` pairs: the value the attacks use and the key
+(the papers' notation, ``format_radius``) under which the results, reports, tables and W&B name it. The pair
+travels together from the config check to the report; nothing parses a key back into a value.
+"""
 from __future__ import annotations
 
 import math
 import re
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from robust_seg.errors import ConfigError
 
 _NUMBER = r"\s*[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?\s*"
 _RADIUS = re.compile(rf"^({_NUMBER})(?:/({_NUMBER}))?$")
+
+
+class Radius(NamedTuple):
+    """One radius of an evaluation: ``value`` (in [0, 1]) and ``key`` (e.g. ``8/255``: its name in the results)."""
+
+    value: float
+    key: str
 
 
 def parse_radius(value: Any, name: str = "attack.eps") -> float:
@@ -44,9 +56,9 @@ SAME_RADIUS = 0.1 / 255
 0.25/255 apart at the finest."""
 
 
-def parse_radii(value: Any, name: str = "attack.eps") -> list[float]:
-    """A radius or a list of radii (a list written as ``[4/255,8/255]`` on the command line). A radius listed
-    twice (also as two spellings closer than ``SAME_RADIUS``) is a ``ConfigError``: it would count every image twice."""
+def parse_radii(value: Any, name: str = "attack.eps") -> list[Radius]:
+    """A radius or a list of radii (a list written as ``[4/255,8/255]`` on the command line), each as a ``Radius``
+    (value, key) pair. A radius listed twice (also as two spellings closer than ``SAME_RADIUS``) is a ``ConfigError``: it would count every image twice."""
     if isinstance(value, str) and value.strip().startswith("["):
         value = [v for v in value.strip()[1:-1].split(",") if v.strip()]
     items: Iterable = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, str) else [value]
@@ -61,7 +73,7 @@ def parse_radii(value: Any, name: str = "attack.eps") -> list[float]:
                 same = "twice" if radii[j] == first else f"twice ({written[i]} and {written[j]} are the same radius)"
                 raise ConfigError(f"{name}: {format_radius(first)} is listed {same}; each image is evaluated once "
                                   "per radius: remove one")
-    return radii
+    return [Radius(radius, format_radius(radius)) for radius in radii]
 
 
 def format_radius(radius: float) -> str:

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 if __name__ == "__main__":  # the short help before any heavy import
-    from robust_seg.cli_help import print_help_if_asked
+    from robust_seg.run.help import print_help_if_asked
 
     print_help_if_asked("train")
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from robust_seg.cli import run_job, run_main  # noqa: E402
-from robust_seg.config import CONFIGS, register_configs  # noqa: E402
+from robust_seg.paths import CONFIGS  # noqa: E402
+from robust_seg.run.cli import run_job, run_main  # noqa: E402
+from robust_seg.run.config import register_configs  # noqa: E402
+from robust_seg.training.config import TrainConfig  # noqa: E402
 
-register_configs()
+register_configs(train=TrainConfig)
 
 
-@hydra.main(config_path=CONFIGS, config_name="train", version_base="1.3")
+@hydra.main(config_path=str(CONFIGS), config_name="train", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
     """Thin Hydra wrapper around :func:`robust_seg.training.train`; returns the final validation mIoU."""
     from robust_seg.training import train
@@ -27,7 +29,7 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    from robust_seg.cli_help import print_help_if_asked
+    from robust_seg.run.help import print_help_if_asked
 
     print_help_if_asked("train")
     run_main(hydra_main)

@@ -44,7 +44,8 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from robust_seg.config import register_configs
+    from robust_seg.run.config import register_configs
+    from robust_seg.training.config import TrainConfig
     from robust_seg.data import build_dataset
     from robust_seg.models import build_model
     from robust_seg.training.adversary import adversarial_examples
@@ -52,7 +53,7 @@ def main() -> None:
     from robust_seg.training.loop import training_loss
     from robust_seg.training.optim import build_optimizer
 
-    register_configs()
+    register_configs(train=TrainConfig)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", ["logger=none", "scheme=at", *args.overrides])
     torch.manual_seed(0)

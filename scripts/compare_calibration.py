@@ -54,10 +54,11 @@ def train_worker(overrides: list[str], run_dir: str) -> None:
     """``--train-worker``: compose the train config from ``overrides`` and run the training loop in-process."""
     from hydra import compose, initialize_config_dir
 
-    from robust_seg.config import register_configs
+    from robust_seg.run.config import register_configs
+    from robust_seg.training.config import TrainConfig
     from robust_seg.training import train
 
-    register_configs()
+    register_configs(train=TrainConfig)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     train(cfg, run_dir)

@@ -24,9 +24,11 @@ TINY = ["logger=none", "dataset.synthetic.num_train=64", "dataset.synthetic.num_
 
 
 def compose_config(name: str, overrides: list[str] | None = None):
-    from robust_seg.config import register_configs
+    from robust_seg.evaluation.config import EvaluateConfig
+    from robust_seg.run.config import register_configs
+    from robust_seg.training.config import PretrainConfig, TrainConfig
 
-    register_configs()
+    register_configs(evaluate=EvaluateConfig, train=TrainConfig, pretrain=PretrainConfig)
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         return compose(config_name=name, overrides=overrides or [], return_hydra_config=False)
 

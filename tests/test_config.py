@@ -29,7 +29,7 @@ def test_every_attack_composes_and_resolves(attack):
     from robust_seg.attacks.registry import resolve_attack
     from robust_seg.radii import parse_radii
 
-    from robust_seg.config_checks import check_evaluate_config
+    from robust_seg.evaluation.config import check_evaluate_config
 
     cfg = compose_config("evaluate", [f"attack={attack}"])
     resolve_attack(cfg.attack)
@@ -51,7 +51,9 @@ def test_radii_written_as_in_the_papers():
     cfg = compose_config("evaluate", ["attack=sea", "attack.eps=[4/255,8/255,0.047]"])
     from robust_seg.radii import parse_radii
 
-    assert parse_radii(cfg.attack.eps) == pytest.approx([4 / 255, 8 / 255, 0.047])
+    radii = parse_radii(cfg.attack.eps)
+    assert [r.value for r in radii] == pytest.approx([4 / 255, 8 / 255, 0.047])
+    assert [r.key for r in radii] == ["4/255", "8/255", "0.047"]
     assert compose_config("evaluate", ["attack.eps=8/255"]).attack.eps == "8/255"
 
 
@@ -80,12 +82,13 @@ def test_unknown_key_in_a_group_file_is_rejected(tmp_path):
 
     from hydra import compose, initialize_config_dir
 
-    from robust_seg.config import register_configs
+    from robust_seg.evaluation.config import EvaluateConfig
+    from robust_seg.run.config import register_configs
 
     shutil.copytree(CONFIGS, tmp_path / "configs")
     (tmp_path / "configs" / "dataset" / "broken.yaml").write_text(
         (Path(CONFIGS) / "dataset" / "synthetic.yaml").read_text() + "colour: red\n")
-    register_configs()
+    register_configs(evaluate=EvaluateConfig)
     with initialize_config_dir(config_dir=str(tmp_path / "configs"), version_base="1.3"):
         with pytest.raises(ConfigCompositionException, match="colour"):
             compose(config_name="evaluate", overrides=["dataset=broken"])

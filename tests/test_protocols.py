@@ -252,7 +252,7 @@ def test_duplicate_radii_are_refused():
     for value in ("[8/255,8/255]", "[0.0314,8/255]", ["0", "4/255", "4/255"]):
         with pytest.raises(ConfigError, match="listed twice"):
             parse_radii(value)
-    assert parse_radii("[0.25/255,0.5/255,8/255]") == pytest.approx([0.25 / 255, 0.5 / 255, 8 / 255])
+    assert [r.value for r in parse_radii("[0.25/255,0.5/255,8/255]")] == pytest.approx([0.25 / 255, 0.5 / 255, 8 / 255])
 
 
 def test_duplicate_radii_refused_before_any_image_is_evaluated(workdir):

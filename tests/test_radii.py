@@ -11,8 +11,9 @@ def test_radii_as_papers_write_them(text, value):
 
 
 def test_lists_and_round_trip():
-    assert parse_radii(["4/255", "8/255", 0]) == pytest.approx([4 / 255, 8 / 255, 0])
-    assert parse_radii("[4/255,8/255]") == pytest.approx([4 / 255, 8 / 255])
+    assert [r.value for r in parse_radii(["4/255", "8/255", 0])] == pytest.approx([4 / 255, 8 / 255, 0])
+    assert parse_radii("[4/255,8/255]") == [(4 / 255, "4/255"), (8 / 255, "8/255")]  # (value, key) pairs
+    assert parse_radii(0.0314)[0].key == "0.0314" and parse_radii("0.5/255")[0].key == "0.5/255"
     assert [format_radius(r) for r in (0, 4 / 255, 0.25 / 255, 0.01)] == ["0", "4/255", "0.25/255", "0.01"]
 
 

@@ -49,9 +49,10 @@ def _sweep(experiment: str) -> dict[str, list[str]]:
     """The experiment's sweep, its ``${paper_table_sweep:...}`` values resolved from the table's data file."""
     from omegaconf import OmegaConf
 
-    from robust_seg.config import register_configs
+    from robust_seg.evaluation.config import EvaluateConfig
+    from robust_seg.run.config import register_configs
 
-    register_configs()
+    register_configs(evaluate=EvaluateConfig)
     params = OmegaConf.load(EXPERIMENTS / f"{experiment}.yaml").hydra.sweeper.params
     return {key: str(value).split(",") for key, value in OmegaConf.to_container(params, resolve=True).items()}
 
@@ -68,9 +69,10 @@ def _jobs_covering_every_value(experiment: str) -> list[list[str]]:
 def _compose_all(jobs: list[list[str]]) -> list:
     from hydra import compose, initialize_config_dir
 
-    from robust_seg.config import register_configs
+    from robust_seg.evaluation.config import EvaluateConfig
+    from robust_seg.run.config import register_configs
 
-    register_configs()
+    register_configs(evaluate=EvaluateConfig)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return [compose(config_name="evaluate", overrides=job) for job in jobs]
 

@@ -144,7 +144,7 @@ def test_zoo_and_project_checkpoints_load_by_layout(tmp_path):
         small_model(1, str(tmp_path / "zoo.pth"), "project")
     with pytest.raises(CheckpointError, match="unexpected keys: segmentor.segmentor."):
         small_model(1, str(tmp_path / "project.pt"), "mmseg")
-    with pytest.raises(CheckpointError, match="unknown checkpoint_format 'caffe'"):
+    with pytest.raises(CheckpointError, match="checkpoint_format='caffe': unknown checkpoint format"):
         small_model(1, str(tmp_path / "zoo.pth"), "caffe")
 
 

@@ -157,7 +157,7 @@ def test_pretrained_backbone_loads_as_the_segmentation_backbone(tmp_path):
 
 
 def test_pretrain_config_is_validated_by_its_schema():
-    """configs/pretrain.yaml composes against robust_seg.config.PretrainConfig: the robust preset resolves to
+    """configs/pretrain.yaml composes against robust_seg.training.config.PretrainConfig: the robust preset resolves to
     the AT settings, and a wrong type or an unknown key fails at composition."""
     from hydra.errors import ConfigCompositionException
     from omegaconf.errors import OmegaConfBaseException

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from robust_seg.reporting import published
-from robust_seg.zoo import ZOO_DIR, zoo_models
+from robust_seg.models.zoo import zoo_models
+from robust_seg.paths import ZOO_DIR
+from robust_seg.reporting.published import paper_numbers
 from tests.conftest import compose_config
 from tests.test_run_integrity import ASSET, CLEAN_ASSET, call
 
@@ -150,8 +152,12 @@ def test_sea_converters_map_the_official_names_back_exactly(checkpoint_format):
 
 
 # ----------------------------------------------------------------------------------------------- the registry
+def paper_of(model):
+    return paper_numbers(model.paper_reference, model.readme)
+
+
 def test_every_zoo_entry_is_listed_composes_for_its_dataset_and_cites_the_paper():
-    from robust_seg.config_checks import check_evaluate_config
+    from robust_seg.evaluation.config import check_evaluate_config
     from robust_seg.errors import ConfigError
     from robust_seg.models.checkpoints import CHECKPOINT_FORMATS
 
@@ -163,14 +169,14 @@ def test_every_zoo_entry_is_listed_composes_for_its_dataset_and_cites_the_paper(
         cfg = compose_config("evaluate", [f"model=zoo/{model.name}", f"dataset={model.dataset}"])
         check_evaluate_config(cfg)
         assert cfg.model.name == model.name and cfg.model.checkpoint.startswith("https://")
-        assert cfg.model.checkpoint_format in CHECKPOINT_FORMATS and model.paper is not None
+        assert cfg.model.checkpoint_format in CHECKPOINT_FORMATS and paper_numbers(model.paper_reference, model.readme) is not None
         other = "ade20k" if model.dataset != "ade20k" else "pascal_voc"
         with pytest.raises(ConfigError, match=f"trained on {model.dataset}, not {other}: add dataset={model.dataset}"):
             check_evaluate_config(compose_config("evaluate", [f"model=zoo/{model.name}", f"dataset={other}"]))
     by_name = {m.name: m for m in models}
-    assert by_name["pirat-upernet-convnext-t-voc"].paper["radii"]["8/255"] == {"acc": 71.2, "miou": 37.0}
+    assert paper_of(by_name["pirat-upernet-convnext-t-voc"])["radii"]["8/255"] == {"acc": 71.2, "miou": 37.0}
     assert published.TABLE3["voc_upernet_convnext_t_pirat_5step_50ep"][5] == 37.0  # one source: published.py
-    assert by_name["mmseg-segformer-mit-b3-cityscapes"].paper["minimal_norm"]["untargeted"]["alma_prox"] == [0.33, 0.33]
+    assert paper_of(by_name["mmseg-segformer-mit-b3-cityscapes"])["minimal_norm"]["untargeted"]["alma_prox"] == [0.33, 0.33]
     assert "mIoU 75.2 clean, 37.0 at 8/255" in out
     code, _, err = call("zoo", "--dataset", "kitti")
     assert code == 2 and "choose from: ade20k, cityscapes, pascal_voc" in err

@@ -20,11 +20,9 @@ from robust_seg.attacks.sea import sea
 from robust_seg.attacks.targets import TargetMap, parse_target
 from robust_seg.errors import ConfigError
 from robust_seg.metrics.apsr import apsr
-from robust_seg.names import COMPONENT_LABELS
+from robust_seg.names import COMPONENT_LABELS, MINIMAL_NORM_KEY
 
 BOUNDED, MINIMAL_NORM = "bounded", "minimal_norm"
-MINIMAL_NORM_KEY = "minimal_norm"
-"""The results key of a minimal-norm attack's single run per batch (a bounded attack's keys are its radii)."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +95,11 @@ class ResolvedAttack:
         """The results keys of its runs: the radii's (bounded attack) or ``MINIMAL_NORM_KEY`` (minimal-norm attack)."""
         return [MINIMAL_NORM_KEY] if self.minimal_norm else list(keys)
 
-    def runs(self, radii: list[float], keys: list[str]) -> list[tuple[float | None, str]]:
-        """(radius, results key) of each run on a batch: one per radius for a bounded attack; one without a radius
-        for a minimal-norm attack (its radii only serve the robust-at-eps curve)."""
-        return list(zip([None] if self.minimal_norm else radii, self.run_keys(keys)))
+    def runs(self, radii: list) -> list[tuple[float | None, str]]:
+        """(radius, results key) of each run on a batch, from the evaluation's ``Radius`` (value, key) pairs: one
+        per radius for a bounded attack; one without a radius for a minimal-norm attack (its radii only serve the
+        robust-at-eps curve)."""
+        return [(None, MINIMAL_NORM_KEY)] if self.minimal_norm else [(radius.value, radius.key) for radius in radii]
 
     @property
     def label(self) -> str:

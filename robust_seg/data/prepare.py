@@ -33,7 +33,7 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from robust_seg.cli import one_line
+from robust_seg.errors import EXIT_USER_ERROR, one_line
 from robust_seg.data.errors import DatasetError
 
 
@@ -343,7 +343,6 @@ def list_archives() -> List[str]:
 
 
 def main(argv: List[str] | None = None) -> None:
-    from robust_seg.cli import EXIT_USER_ERROR
 
     parser = argparse.ArgumentParser(prog="python -m robust_seg.data.prepare", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", nargs="?", choices=sorted(RECIPES), help="the dataset to lay out")

@@ -7,7 +7,7 @@ per-image pixel accuracy, mIoU comes from the confusion matrix of the
 and W&B. ``resume=true`` continues after the last finished batch and yields the
 same final table as an uninterrupted run (the attack seed of a batch depends
 only on the batch index and the radius); it is refused, naming the keys, when
-anything that changes results differs (``robust_seg.provenance``).
+anything that changes results differs (``robust_seg.run.provenance``).
 
 Three stages: :func:`prepare` checks the config and builds data, model and attack (nothing is written before
 it succeeds), :func:`run_batches` attacks and records batch after batch, :func:`finish` writes the reports.
@@ -26,31 +26,29 @@ import torch
 from tqdm import tqdm
 
 from robust_seg.attacks.invariants import check_linf_box
-from robust_seg.attacks.registry import MINIMAL_NORM_KEY
 from robust_seg.attacks.progress import reporting
-from robust_seg.config_checks import check_evaluate_config
+from robust_seg.config_checks import plain_config
 from robust_seg.data import build_dataset, build_loader
 from robust_seg.data import class_names as dataset_class_names
 from robust_seg.data.protocols import EvalProtocol, eval_protocol, keeps_image_sizes, resolve_protocol
 from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.evaluation.calibration import EvaluationCalibration
-from robust_seg.evaluation.diagnostics import Diagnostics, not_applicable
+from robust_seg.evaluation.config import check_evaluate_config
+from robust_seg.evaluation.diagnostics import Diagnostics
 from robust_seg.evaluation.finite import check_finite_attacked, check_finite_logits
 from robust_seg.evaluation.report import write_reports
-from robust_seg.evaluation.results import WORST, ComponentResult, EvaluationResults
+from robust_seg.evaluation.results import build_results
 from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
-from robust_seg.metrics.apsr import (complexity_summary, default_eps_grid, norm_summary, not_fooled_curve,
-                                     not_fooled_percentage)
 from robust_seg.models import build_model
 from robust_seg.models.external import check_model_output
-from robust_seg.provenance import check_resume, command_overrides, fingerprint, plain_config, software, weights_label
-from robust_seg.radii import format_radius
+from robust_seg.names import WORST
+from robust_seg.radii import Radius
 from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, load_state, read_jsonl
 from robust_seg.reporting.logger import RunLogger
-from robust_seg.reporting.published import paper_numbers
-from robust_seg.run_directory import RunDirectory
-from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
+from robust_seg.run.directory import RunDirectory
+from robust_seg.run.provenance import check_resume, command_overrides, fingerprint, software, weights_label
+from robust_seg.run.runtime import Distributed, init_distributed, set_up_run, shared_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ class Evaluation:
     cfg: object
     run: RunDirectory
     device: torch.device
-    radii: list[float]
+    radii: list[Radius]
     attack: object
     dataset: object
     loader: object
@@ -100,10 +98,7 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
     """Check every input, then build data, model and attack; nothing is written to the run directory."""
     radii, attack = check_evaluate_config(cfg)
     protocol = apply_protocol(cfg)
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
-    device = select_device(cfg.runtime.device, local_rank)
-    seed_everything(cfg.seed, cfg.runtime.deterministic)
+    device = set_up_run(cfg.runtime, cfg.seed, local_rank)
     split = {"val": cfg.dataset.val_split, "train": cfg.dataset.train_split}.get(cfg.split, cfg.split)
     whole = _limit(build_dataset(cfg.dataset, split=split, train=False), cfg.max_images)
     total_images = len(whole)
@@ -122,8 +117,7 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
     check_model_output(model, cfg.dataset.num_classes, device, what=f"model {name}")
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    keys = [format_radius(r) for r in radii]
-    runs = attack.runs(radii, keys)
+    runs = attack.runs(radii)
     config = plain_config(cfg)
     provenance = {
         "model": {"name": name, **model.weights, "label": weights_label(model.weights),
@@ -135,7 +129,7 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
                                  "description": protocol.describe()}},
         "attack": {"name": attack.name, "label": attack.label, "description": attack.description,
                    "config": config["attack"]},
-        "radii": keys,
+        "radii": [radius.key for radius in radii],
         "seeds": {"seed": cfg.seed, "attack": cfg.attack.seed, "dataset": cfg.dataset.seed},
         "batch_size": cfg.batch_size,
         "overrides": command_overrides(),
@@ -245,44 +239,17 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
 
 def finish(evaluation: Evaluation, state: dict, totals: dict, calibration, diagnostics=None) -> dict:
     """The results of a finished evaluation, written to results.json, results.md, plots and W&B."""
-    return report(evaluation.cfg, evaluation.attack, evaluation.run, evaluation.provenance, totals, calibration,
-                  state, evaluation.class_names, evaluation.shard, diagnostics)
+    return report(evaluation.cfg, evaluation.attack, evaluation.radii, evaluation.run, evaluation.provenance, totals,
+                  calibration, state, evaluation.class_names, evaluation.shard, diagnostics)
 
 
-def report(cfg, attack, run: RunDirectory, provenance: dict, totals: dict, calibration, state: dict,
-           class_names: list[str], shard: Shard = Shard(), diagnostics: Diagnostics | None = None) -> dict:
-    """Results from the totals (one process, a shard, or merged shards) into the run directory's reports."""
-    keys = provenance["radii"]
-    runs = attack.run_keys(keys)
-    radii = {key: {name: ComponentResult.from_totals(comp, class_names) for name, comp in totals[key].items()}
-             for key in runs}
-    results = EvaluationResults(
-        attack=attack.label, attack_config=attack.description, attack_note=cfg.attack.note,
-        model=provenance["model"]["name"], weights=provenance["model"]["label"],
-        random_weights=provenance["model"]["source"] in ("random", "backbone"), dataset=cfg.dataset.name,
-        split=cfg.split, images=len(totals[runs[-1]][WORST].accuracy), seconds=state["seconds"],
-        provenance=provenance, radii=radii)
-    if not shard.whole:
-        results.shard = {"index": shard.index, "count": shard.count,
-                         "note": "one shard's images only: merge the shards with python -m robust_seg.merge"}
-    if attack.minimal_norm:
-        from robust_seg.radii import parse_radii
-
-        results.minimal_norm = minimal_norm_summary(radii.pop(MINIMAL_NORM_KEY)[WORST].as_dict(),
-                                                    parse_radii(cfg.attack.eps), state["seconds"])
-    else:
-        results.not_fooled_percentage = {
-            key: not_fooled_percentage(results.worst_case(key).per_image["apsr"]) for key in keys}
-    if calibration is not None:
-        results.calibration = calibration.summary()
-    zoo = cfg.model.get("zoo")
-    paper = paper_numbers(zoo.paper, zoo.readme) if zoo else None
-    if paper is not None:
-        results.paper = {**paper, "attack": cfg.attack.name, "protocol": zoo.protocol,
-                         "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
-    if not attack.minimal_norm:
-        results.diagnostics = diagnostics.summary(state["seconds"] - diagnostics.seconds) \
-            if diagnostics is not None else not_applicable()
+def report(cfg, attack, radii: list[Radius], run: RunDirectory, provenance: dict, totals: dict, calibration,
+           state: dict, class_names: list[str], shard: Shard = Shard(), diagnostics: Diagnostics | None = None) -> dict:
+    """Results from the totals (one process, a shard, or merged shards; ``evaluation/results.py``) written to
+    ``results.json``, ``results.md``, the plots and W&B in the run directory; returns ``results.json``'s dictionary
+    with the report's text and the run directory."""
+    results = build_results(cfg, attack, radii, provenance, totals, calibration, state, class_names, shard,
+                            diagnostics)
     logger = RunLogger(cfg.logger, run.path, config=provenance, job_type="evaluate")
     try:
         report_text = write_reports(results, run.path, state["figure"], class_names, logger)
@@ -368,27 +335,12 @@ def _evaluate_distributed(cfg, run: RunDirectory, distributed: Distributed) -> d
 def merge_into(cfg, directories: list[Path], run: RunDirectory) -> dict:
     """Merge finished shards (``robust_seg.evaluation.shards.merge_states``) and write the complete reports."""
     from robust_seg.attacks.registry import resolve_attack
+    from robust_seg.radii import parse_radii
 
     merged = merge_states(directories)
     provenance = merged["provenance"]
     provenance["shards"] = merged["shards"]
     state = {"seconds": merged["seconds"], "figure": merged["figure"]}
     attack = resolve_attack(cfg.attack)
-    return report(cfg, attack, run, provenance, merged["totals"], merged["calibration"], state,
-                  dataset_class_names(cfg.dataset), diagnostics=merged["diagnostics"])
-
-
-def minimal_norm_summary(entry: dict, radii: list[float], seconds: float) -> dict:
-    """Thesis Table 5.1 (median/mean norm x 255), Table IV-2 (cost per image), Figure 5.3 and SEA App. C.4
-    (% of images not brought to APSR >= 99% within eps) from the per-image norms and successes."""
-    per_image = {k: torch.tensor(v) for k, v in entry["per_image"].items()}
-    norms, success = per_image["norm"], per_image["success"].bool()
-    return {
-        **norm_summary(norms, success),
-        "complexity": complexity_summary(per_image["forwards"], per_image["backwards"], seconds),
-        "not_fooled_percentage": dict(zip([format_radius(r) for r in radii],
-                                     not_fooled_curve(norms, success, radii)["percentage"])),
-        "curve": not_fooled_curve(norms, success, default_eps_grid()),
-        "adversarial": {k: entry[k] for k in ("acc", "miou", "images")},
-        "per_image": entry["per_image"],
-    }
+    return report(cfg, attack, parse_radii(cfg.attack.eps), run, provenance, merged["totals"], merged["calibration"],
+                  state, dataset_class_names(cfg.dataset), diagnostics=merged["diagnostics"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from robust_seg.errors import NonFiniteLogits
-from robust_seg.evaluation.results import WORST
-from robust_seg.provenance import weights_label
+from robust_seg.names import WORST
+from robust_seg.run.provenance import weights_label
 
 
 def check_finite_logits(model, images: torch.Tensor, names, batch_index: int) -> None:

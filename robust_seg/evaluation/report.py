@@ -14,9 +14,8 @@ import torch  # noqa: E402
 
 from robust_seg.evaluation.calibration import calibration_markdown, write_calibration_reports  # noqa: E402
 from robust_seg.metrics.apsr import save_failure_curves_png  # noqa: E402
-from robust_seg.names import COMPONENT_LABELS  # noqa: E402
-from robust_seg.radii import parse_radius  # noqa: E402
-from robust_seg.evaluation.results import WORST, EvaluationResults  # noqa: E402
+from robust_seg.names import COMPONENT_LABELS, WORST  # noqa: E402
+from robust_seg.evaluation.results import EvaluationResults  # noqa: E402
 from robust_seg.reporting.files import atomic_write_json, atomic_write_text  # noqa: E402
 
 
@@ -133,7 +132,7 @@ def results_markdown(results: EvaluationResults) -> str:
 def plot_robustness_curve(results: EvaluationResults, path: Path) -> None:
     """Robust ACC and mIoU of the worst case against the radius (x axis in units of 1/255)."""
     keys = list(results.radii)
-    x = [parse_radius(k) * 255 for k in keys]
+    x = [results.radius_values[k] * 255 for k in keys]
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for metric, label in (("acc", "ACC"), ("miou", "mIoU")):
         axis.plot(x, [getattr(results.worst_case(k), metric) for k in keys], marker="o", label=label)

@@ -1,7 +1,9 @@
 """The results of an evaluation as typed data: what the reports, the W&B entries and ``results.json`` are made of.
 
+``build_results`` turns an evaluation's running totals into ``EvaluationResults`` with their summaries;
 ``EvaluationResults.as_dict()`` is ``results.json`` (and what ``python -m robust_seg.evaluate``, the merge of shards
-and ``rs.evaluate`` return); the table builders read those files back as plain dictionaries.
+and ``rs.evaluate`` return); the table builders read those files back as plain dictionaries. The results keys
+(``WORST``, ``MINIMAL_NORM_KEY``) are defined once, in ``robust_seg.names``.
 """
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from dataclasses import dataclass, field
 from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.metrics.segmentation import iou_per_class, mean_iou
 
-WORST = "worst_case"
-"""The key of the image-wise worst case over an attack's components (SEA paper Sec. 2.4)."""
+from robust_seg.names import MINIMAL_NORM_KEY, WORST
+from robust_seg.radii import Radius
 
 
 @dataclass
@@ -69,6 +71,8 @@ class EvaluationResults:
     calibration: dict | None = None
     paper: dict | None = None
     diagnostics: dict | None = None
+    radius_values: dict[str, float] = field(default_factory=dict, repr=False)
+    """The value of each radius key (for the plots; not part of ``results.json``, whose keys name the radii)."""
 
     def worst_case(self, key: str) -> ComponentResult:
         return self.radii[key][WORST]
@@ -86,3 +90,64 @@ class EvaluationResults:
             if value is not None:
                 result[name] = value
         return result
+
+
+def build_results(cfg, attack, radii: list[Radius], provenance: dict, totals: dict, calibration, state: dict,
+                  class_names: list[str], shard=None, diagnostics=None) -> EvaluationResults:
+    """The results of an evaluation from its running totals (one process, a shard, or merged shards), with every
+    summary: minimal-norm statistics, not-fooled percentages, calibration, the published numbers of a zoo model and
+    the diagnostics. ``radii`` are the evaluation's ``Radius`` (value, key) pairs."""
+    from robust_seg.evaluation.diagnostics import not_applicable
+    from robust_seg.metrics.apsr import not_fooled_percentage
+    from robust_seg.reporting.published import paper_numbers
+
+    keys = provenance["radii"]
+    runs = attack.run_keys(keys)
+    components = {key: {name: ComponentResult.from_totals(comp, class_names) for name, comp in totals[key].items()}
+                  for key in runs}
+    results = EvaluationResults(
+        attack=attack.label, attack_config=attack.description, attack_note=cfg.attack.note,
+        model=provenance["model"]["name"], weights=provenance["model"]["label"],
+        random_weights=provenance["model"]["source"] in ("random", "backbone"), dataset=cfg.dataset.name,
+        split=cfg.split, images=len(totals[runs[-1]][WORST].accuracy), seconds=state["seconds"],
+        provenance=provenance, radii=components, radius_values={radius.key: radius.value for radius in radii})
+    if shard is not None and not shard.whole:
+        results.shard = {"index": shard.index, "count": shard.count,
+                         "note": "one shard's images only: merge the shards with python -m robust_seg.merge"}
+    if attack.minimal_norm:
+        results.minimal_norm = minimal_norm_summary(components.pop(MINIMAL_NORM_KEY)[WORST].as_dict(), radii,
+                                                    state["seconds"])
+    else:
+        results.not_fooled_percentage = {
+            key: not_fooled_percentage(results.worst_case(key).per_image["apsr"]) for key in keys}
+    if calibration is not None:
+        results.calibration = calibration.summary()
+    zoo = cfg.model.get("zoo")
+    paper = paper_numbers(zoo.paper, zoo.readme) if zoo else None
+    if paper is not None:
+        results.paper = {**paper, "attack": cfg.attack.name, "protocol": zoo.protocol,
+                         "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
+    if not attack.minimal_norm:
+        results.diagnostics = diagnostics.summary(state["seconds"] - diagnostics.seconds) \
+            if diagnostics is not None else not_applicable()
+    return results
+
+
+def minimal_norm_summary(entry: dict, radii: list[Radius], seconds: float) -> dict:
+    """Thesis Table 5.1 (median/mean norm x 255), Table IV-2 (cost per image), Figure 5.3 and SEA App. C.4
+    (% of images not brought to APSR >= 99% within eps) from the per-image norms and successes."""
+    import torch
+
+    from robust_seg.metrics.apsr import complexity_summary, default_eps_grid, norm_summary, not_fooled_curve
+
+    per_image = {k: torch.tensor(v) for k, v in entry["per_image"].items()}
+    norms, success = per_image["norm"], per_image["success"].bool()
+    return {
+        **norm_summary(norms, success),
+        "complexity": complexity_summary(per_image["forwards"], per_image["backwards"], seconds),
+        "not_fooled_percentage": dict(zip([radius.key for radius in radii], not_fooled_curve(
+            norms, success, [radius.value for radius in radii])["percentage"])),
+        "curve": not_fooled_curve(norms, success, default_eps_grid()),
+        "adversarial": {k: entry[k] for k in ("acc", "miou", "images")},
+        "per_image": entry["per_image"],
+    }

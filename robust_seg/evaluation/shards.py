@@ -23,6 +23,7 @@ from pathlib import Path
 from robust_seg.errors import ConfigError
 from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.state import ComponentTotals
+from robust_seg.names import WORST
 from robust_seg.reporting.files import load_state
 
 STATE_FILE = "evaluation_state.pt"
@@ -87,7 +88,7 @@ def merge_states(directories: list[Path]) -> dict:
     Refused (one line each): shards of different evaluations (fingerprints differ, naming the keys), a missing or
     duplicated shard, an unfinished shard, images not covered exactly once.
     """
-    from robust_seg.provenance import fingerprint_differences
+    from robust_seg.run.provenance import fingerprint_differences
 
     states = [(directory, load_shard_state(directory)) for directory in directories]
     first_dir, first = states[0]
@@ -121,7 +122,7 @@ def merge_states(directories: list[Path]) -> dict:
               for key in keys}
     total_images = int(first["total_images"])
     for key, components in totals.items():
-        if components["worst_case"].indices != list(range(total_images)):
+        if components[WORST].indices != list(range(total_images)):
             raise MergeError(f"the shards do not cover the {total_images} images exactly once at radius {key}")
     calibration = None
     for state in (s for s in ordered if s.get("calibration") is not None):

@@ -84,7 +84,7 @@ def load_backbone(model: SegmentationModel, location: str, checkpoint_format: st
 
 
 def _is_asset(path) -> bool:
-    from robust_seg.config import ASSETS
+    from robust_seg.paths import ASSETS
 
     return ASSETS in path.resolve().parents
 
@@ -109,8 +109,6 @@ def build_model(cfg, num_classes: int) -> SegmentationModel:
         mean, std = file_mean or mean, file_std or std
     segmentor = build_segmentor(mmseg_cfg, num_classes)
     window = (cfg.inference.crop_size, cfg.inference.stride) if cfg.inference.mode == "slide" else None
-    if cfg.inference.mode not in ("whole", "slide"):
-        raise ValueError(f"model.inference.mode must be 'whole' or 'slide', got '{cfg.inference.mode}'")
     model = SegmentationModel(segmentor, num_classes, mean=mean, std=std, sliding_window=window,
                               pad_to_multiple=getattr(cfg.inference, "pad_to_multiple", None))
     weights = {"source": "random", "checkpoint": None, "sha256": None, "backbone": None}

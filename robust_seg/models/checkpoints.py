@@ -48,11 +48,18 @@ CHECKPOINT_FORMATS = ("auto", "project", "mmseg") + CONVERTED_FORMATS
 """Layouts of whole-model checkpoints: see :func:`segmentation_state`."""
 
 
+def check_checkpoint_format(checkpoint_format: str, name: str = "model.checkpoint_format") -> None:
+    """A known layout (``CHECKPOINT_FORMATS``), else ``CheckpointError`` naming ``name`` and the choices."""
+    if checkpoint_format not in CHECKPOINT_FORMATS:
+        from robust_seg.config_checks import did_you_mean
+
+        raise CheckpointError(f"{name}={checkpoint_format!r}: unknown checkpoint format{did_you_mean(checkpoint_format, CHECKPOINT_FORMATS)}; "
+                              f"choose from {', '.join(CHECKPOINT_FORMATS)}")
+
+
 def resolve_checkpoint_format(state: Mapping[str, torch.Tensor], checkpoint_format: str, what: str) -> str:
     """``checkpoint_format`` with ``auto`` replaced by the layout the keys show (see :func:`segmentation_state`)."""
-    if checkpoint_format not in CHECKPOINT_FORMATS:
-        raise CheckpointError(f"unknown checkpoint_format '{checkpoint_format}' for {what} "
-                              f"(choose from {', '.join(CHECKPOINT_FORMATS)})")
+    check_checkpoint_format(checkpoint_format)
     if checkpoint_format != "auto":
         return checkpoint_format
     if any(k.startswith(SEGMENTOR_PREFIX) for k in state):

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+INFERENCE_MODES = ("whole", "slide")
+"""``model.inference.mode``: the whole image at once, or a sliding window (``crop_size``, ``stride``)."""
+
 
 @dataclass
 class InferenceConfig:
@@ -80,3 +83,40 @@ class ModelConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     sync_bn: bool = False
     zoo: Optional[ZooEntry] = None
+
+
+def check_model_config(cfg, *, evaluation: bool) -> None:
+    """The ``model`` section's values (``ConfigError`` naming the key): a custom model's factory or MMSeg config file,
+    the checkpoint format, the inference mode and its window, the sha256; for an evaluation, trained weights (or
+    ``random_weights`` on purpose)."""
+    from robust_seg.config_checks import choice, positive_int
+    from robust_seg.errors import ConfigError
+    from robust_seg.models.checkpoints import check_checkpoint_format
+
+    for key, group in (("target", "custom"), ("config", "mmseg_config")):
+        if cfg.name == group and not getattr(cfg, key, None):
+            example = "my_package.my_factory" if key == "target" else "path/to/config.py"
+            raise ConfigError(f"model={group} needs model.{key}=... (e.g. model.{key}={example})")
+    check_checkpoint_format(cfg.checkpoint_format, "model.checkpoint_format")
+    choice("model.inference.mode", cfg.inference.mode, INFERENCE_MODES)
+    if cfg.inference.mode == "slide":
+        positive_int("model.inference.crop_size", cfg.inference.crop_size)
+        positive_int("model.inference.stride", cfg.inference.stride)
+    positive_int("model.inference.pad_to_multiple", cfg.inference.pad_to_multiple, optional=True)
+    if cfg.checkpoint_sha256 is not None and (len(str(cfg.checkpoint_sha256)) != 64 or
+                                              any(c not in "0123456789abcdefABCDEF" for c in str(cfg.checkpoint_sha256))):
+        raise ConfigError(f"model.checkpoint_sha256={cfg.checkpoint_sha256!r}: must be 64 hexadecimal digits")
+    if evaluation and not cfg.checkpoint and not cfg.random_weights and not cfg.target:  # a factory brings its own
+        raise ConfigError(f"model {cfg.name} has no trained weights: give model.checkpoint=<path or URL> "
+                          "(model=embedded is the shipped model), or model.random_weights=true to evaluate "
+                          "random weights on purpose")
+
+
+def check_zoo_dataset(model, dataset) -> None:
+    """A zoo model is evaluated on the dataset it was trained for (its classes are that dataset's)."""
+    from robust_seg.errors import ConfigError
+
+    zoo = model.get("zoo")
+    if zoo is not None and zoo.dataset != dataset.name:
+        raise ConfigError(f"model=zoo/{model.name} was trained on {zoo.dataset}, not {dataset.name}: "
+                          f"add dataset={zoo.dataset}")

@@ -6,16 +6,14 @@ Two weights ship for ``small_upernet_convnext``: the adversarially trained defau
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from robust_seg.models.build import build_model
 from robust_seg.models.config import ModelConfig
 from robust_seg.models.wrapper import SegmentationModel
+from robust_seg.paths import ASSETS, CONFIGS
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EMBEDDED_CHECKPOINTS = {"robust": ASSETS / "small_upernet_convnext_synthetic.pt",
                         "clean": ASSETS / "small_upernet_convnext_synthetic_clean.pt"}
 
@@ -23,8 +21,8 @@ EMBEDDED_CHECKPOINTS = {"robust": ASSETS / "small_upernet_convnext_synthetic.pt"
 def load_embedded_model(variant: str = "robust") -> SegmentationModel:
     """``small_upernet_convnext`` with shipped weights (``robust`` or ``clean``), eval mode, no parameter grads."""
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig),
-                          OmegaConf.load(ROOT / "configs" / "model" / "small_upernet_convnext.yaml"),
+                          OmegaConf.load(CONFIGS / "model" / "small_upernet_convnext.yaml"),
                           {"checkpoint": str(EMBEDDED_CHECKPOINTS[variant])})
-    dataset = OmegaConf.load(ROOT / "configs" / "dataset" / "synthetic.yaml")
+    dataset = OmegaConf.load(CONFIGS / "dataset" / "synthetic.yaml")
     model = build_model(cfg, dataset.num_classes).eval()
     return model.requires_grad_(False)

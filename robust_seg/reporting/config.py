@@ -21,3 +21,12 @@ class LoggerConfig:
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
     log_images: int = 4
+
+
+def check_logger_config(cfg) -> None:
+    """The ``logger`` section's values (``ConfigError`` naming the key)."""
+    from robust_seg.config_checks import choice, positive_int
+
+    choice("logger.backend", cfg.backend, ("wandb", "none"))
+    choice("logger.mode", cfg.mode, ("offline", "online", "disabled"))
+    positive_int("logger.log_images", cfg.log_images, minimum=0)

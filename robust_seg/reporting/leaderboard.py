@@ -14,8 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from robust_seg.reporting.published import paper_numbers
+from robust_seg.models.zoo import zoo_models
 from robust_seg.reporting.paper_tables import ACC_MIOU, SEA_RADII
+from robust_seg.reporting.published import paper_numbers
 from robust_seg.reporting.render import FORMATS
 from robust_seg.reporting.tables import (BuiltTable, Coordinates, RowSpec, Run, TableSpec, acc_miou_cells, build_table,
                                          collect_runs)
@@ -35,10 +36,8 @@ def _recorded_zoo(run: Run) -> dict | None:
 
 def leaderboard_spec(dataset: str, runs: Iterable[Run]) -> TableSpec:
     """The rows of ``dataset``'s leaderboard: its zoo models and every zoo model its runs evaluated."""
-    from robust_seg.zoo import zoo_models
-
     experiment = f"{PREFIX}{dataset}"
-    entries = {m.name: (m.threat_model, m.paper) for m in zoo_models(dataset)}
+    entries = {m.name: (m.threat_model, paper_numbers(m.paper_reference, m.readme)) for m in zoo_models(dataset)}
     for run in runs:
         recorded = _recorded_zoo(run)
         if run.experiment == experiment and run.coordinates.row and recorded:

@@ -28,9 +28,9 @@ from typing import Iterable
 
 import yaml
 
-from robust_seg.names import ALL_LOSSES, SEA_LOSSES, loss_label
+from robust_seg.names import ALL_LOSSES, SEA_LOSSES, WORST, loss_label
 from robust_seg.reporting.render import FORMATS
-from robust_seg.reporting.tables import (SCENARIOS, WORST, CellSpec, Coordinates, RowSpec, TableSpec, acc_miou_cells,
+from robust_seg.reporting.tables import (SCENARIOS, CellSpec, Coordinates, RowSpec, TableSpec, acc_miou_cells,
                                          build_table, calibration_error, collect_runs, metric, norm_statistic,
                                          worst_case_acc)
 

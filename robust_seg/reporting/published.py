@@ -43,6 +43,25 @@ SEA_TABLE_RADII = ("0", "4/255", "8/255", "12/255")
 README_SOURCE = "official README (nmndeep/Robust-Segmentation)"
 
 
+def paper_summary(paper: dict | None) -> str:
+    """Published numbers (``paper_numbers``) in words, each source named, e.g.
+    ``paper: mIoU 75.2 clean, 37.0 at 8/255; README: mIoU 75.2 clean, 34.6 at 8/255``."""
+    if not paper:
+        return "–"
+    if "minimal_norm" in paper:
+        median, mean = paper["minimal_norm"]["untargeted"]["alma_prox"]
+        return f"ALMA prox ‖δ‖∞ x255 median {median:.2f}, mean {mean:.2f}"
+    parts = []
+    for numbers in [paper, *paper.get("also", [])]:
+        radii = numbers["radii"]
+        metric = "miou" if any(v["miou"] is not None for v in radii.values()) else "acc"
+        shown = [f"{v[metric]:.1f} {'clean' if k == '0' else 'at ' + k}" for k, v in radii.items()
+                 if v[metric] is not None and k in ("0", "8/255")]
+        source = "README" if "README" in numbers["source"] else "paper"
+        parts.append(f"{source}: {'mIoU' if metric == 'miou' else 'ACC'} " + ", ".join(shown))
+    return "; ".join(parts)
+
+
 def paper_numbers(reference: str | None, readme: dict | None = None) -> dict | None:
     """The published numbers of a zoo entry (``configs/model/zoo/*.yaml``) as the ``paper`` entry of
     ``results.json``: those its ``paper`` reference names, and under ``also`` those the official README lists for

@@ -24,6 +24,8 @@ from typing import Callable, Iterable, Sequence
 
 import yaml
 
+from robust_seg.names import WORST
+
 
 ROWS_GROUP = re.compile(r"^\+?experiment/(\w+_rows)=(.+)$")
 COLUMNS_OVERRIDE = "experiment/table_columns"
@@ -31,7 +33,6 @@ SCENARIO_OVERRIDE = "experiment/thesis_scenarios"
 SCENARIOS = ("untargeted", "targeted")
 LOSS_OVERRIDE = "attack.options.loss"
 IGNORED_CONFIG_KEYS = ("resume", "run_name", "logger", "runtime")
-WORST = "worst_case"
 ZOO_PREFIX = "zoo/"
 
 

@@ -23,19 +23,20 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from robust_seg import IGNORE_INDEX
+from robust_seg.config_checks import plain_config
 from robust_seg.data import build_dataset, build_loader, set_epoch
 from robust_seg.data import class_names as dataset_class_names
 from robust_seg.data.splits import split_train_validation
-from robust_seg.config_checks import check_train_config, train_loss_options
 from robust_seg.errors import ConfigError, RobustSegError
 from robust_seg.models import build_model
 from robust_seg.reporting.files import atomic_torch_save, atomic_write_json
-from robust_seg.provenance import check_resume, command_overrides, fingerprint, plain_config, software
 from robust_seg.reporting.logger import RunLogger
-from robust_seg.run_directory import RunDirectory
-from robust_seg.runtime import Distributed, init_distributed, seed_everything, select_device, shared_run_dir
+from robust_seg.run.directory import RunDirectory
+from robust_seg.run.provenance import check_resume, command_overrides, fingerprint, software
+from robust_seg.run.runtime import Distributed, init_distributed, set_up_run, shared_run_dir
 from robust_seg.training.adversary import adversarial_examples
 from robust_seg.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from robust_seg.training.config import check_train_config, train_loss_options
 from robust_seg.training.losses import TrainLoss, build_train_loss
 from robust_seg.training.optim import build_optimizer, build_scheduler
 from robust_seg.training.validation import validate
@@ -159,10 +160,7 @@ def prepare_training(cfg, run_dir: str | Path | RunDirectory) -> Training:
     check_train_config(cfg)
     distributed = init_distributed(cfg.runtime.device)
     run = _run_directory(run_dir, distributed)
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
-    device = select_device(cfg.runtime.device, distributed.local_rank)
-    seed_everything(cfg.seed, cfg.runtime.deterministic)
+    device = set_up_run(cfg.runtime, cfg.seed, distributed.local_rank)
     checkpoint_path = run.path / CHECKPOINT
     run_fingerprint = fingerprint(plain_config(cfg))
     resumed = _resume_state(checkpoint_path, cfg.resume, run_fingerprint)

@@ -34,7 +34,7 @@ from robust_seg.errors import ConfigError
 from robust_seg.models import build_model
 from robust_seg.radii import parse_radius
 from robust_seg.reporting.files import atomic_torch_save, atomic_write_json
-from robust_seg.runtime import seed_everything
+from robust_seg.run.runtime import seed_everything
 from robust_seg.training.adversary import adversarial_examples
 from robust_seg.training.optim import warmup_poly_factor
 

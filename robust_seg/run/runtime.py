@@ -1,4 +1,5 @@
-"""Process-level setup shared by the entry points: device, seeds, torchrun/DDP, run directory."""
+"""Process-level set-up shared by evaluation and training: device, threads, seeds, torchrun/DDP, the run directory's
+path across ranks."""
 from __future__ import annotations
 
 import os
@@ -39,6 +40,26 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     if name != "cpu":
         raise ConfigError(f"runtime.device must be auto, cpu or cuda[:N], got '{name}'")
     return torch.device("cpu")
+
+
+def set_up_run(runtime, seed: int, local_rank: int = 0) -> torch.device:
+    """The one set-up of a run's process, for evaluation and training alike: ``runtime.threads`` torch threads
+    (when given), the device (``runtime.device``; ``auto`` = this rank's GPU or CPU) and every seed
+    (``seed_everything``, deterministic kernels with ``runtime.deterministic``). Returns the device."""
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    device = select_device(runtime.device, local_rank)
+    seed_everything(seed, runtime.deterministic)
+    return device
+
+
+def check_runtime_config(cfg) -> None:
+    """The ``runtime`` section's values (``ConfigError`` naming the key)."""
+    from robust_seg.config_checks import positive_int
+
+    select_device(cfg.device)
+    positive_int("runtime.threads", cfg.threads, optional=True)
+    positive_int("runtime.num_workers", cfg.num_workers, minimum=0)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from robust_seg.errors import RobustSegError
+from robust_seg.errors import EXIT_USER_ERROR, RobustSegError, one_line
 
 T = TypeVar("T")
-EXIT_USER_ERROR = 2
 _FULL_ERROR = "HYDRA_FULL_ERROR"
 _USER_FULL_ERROR = [os.environ.get(_FULL_ERROR) == "1"]
 """Whether the user asked for full tracebacks (run_main sets HYDRA_FULL_ERROR=1 itself for Hydra's sake)."""
@@ -36,12 +35,6 @@ def _in_multirun() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def one_line(error: BaseException) -> str:
-    """The first line of an error's message (its type name when it has none)."""
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
 
 
 FS_HINTS = {
@@ -76,13 +69,10 @@ def entry_name() -> str:
 
 
 def _entry_schema():
-    """The schema of the running entry point (``python -m robust_seg.<entry>``), for did-you-mean hints."""
-    from pathlib import Path
+    """The schema the running entry point registered (``robust_seg.run.config.SCHEMAS``), for did-you-mean hints."""
+    from robust_seg.run.config import SCHEMAS
 
-    from robust_seg.config import EvaluateConfig, PretrainConfig, TrainConfig
-
-    return {"evaluate": EvaluateConfig, "train": TrainConfig, "pretrain": PretrainConfig}.get(
-        entry_name(), EvaluateConfig)
+    return SCHEMAS.get(entry_name(), SCHEMAS.get("evaluate"))
 
 
 def _typed_parent(schema, key: str) -> bool:
@@ -214,8 +204,8 @@ def run_job(cfg, job: Callable[..., T], *, job_name: str) -> T:
     Under ``-m`` the line goes to the job's log and the error is re-raised instead, so that Hydra marks this job
     failed and still runs the rest of the grid (the sweep fails at its end).
     """
-    from robust_seg.run_directory import RunDirectory
-    from robust_seg.runtime import hydra_run_dir
+    from robust_seg.run.directory import RunDirectory
+    from robust_seg.run.runtime import hydra_run_dir
 
     multirun = _in_multirun()
     run = RunDirectory(hydra_run_dir(), multirun=multirun, job_name=job_name,

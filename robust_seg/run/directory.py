@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from robust_seg.provenance import command_overrides
+from robust_seg.run.provenance import command_overrides
 from robust_seg.reporting.files import atomic_write_text
 
 RECORD = ".hydra"

@@ -5,9 +5,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from robust_seg.paths import CONFIGS
 
 OPTIONS = {
     "evaluate": [

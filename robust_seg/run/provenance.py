@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from robust_seg.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+from robust_seg.paths import ROOT
 
 HARMLESS_KEYS = (
     "logger", "runtime.threads", "runtime.device", "runtime.num_workers", "resume", "run_name", "note",
@@ -31,15 +31,6 @@ resumed. (A thread count or device can change the last bits of floating-point su
 hardware would; bit-for-bit equality with an uninterrupted run holds when they are kept.)"""
 
 
-def plain_config(cfg) -> dict:
-    """``cfg`` (DictConfig, dataclass or dict) as plain, resolved Python values."""
-    from omegaconf import OmegaConf
-
-    if OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=True)
-    if hasattr(cfg, "__dataclass_fields__"):
-        return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
-    return dict(cfg)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
