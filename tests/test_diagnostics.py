@@ -14,7 +14,8 @@ from torch import nn
 from robust_seg.attacks import check_linf_box, sea
 from robust_seg.attacks.black_box import square, window_fraction
 from robust_seg.data import build_dataset
-from robust_seg.models.embedded import ROOT, load_embedded_model
+from robust_seg.models.embedded import load_embedded_model
+from robust_seg.paths import ROOT
 from tests.conftest import killed_at_batch
 from tests.test_run_integrity import call
 

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from robust_seg.attacks import apgd, check_linf_box, paper_step_size, pgd, sea
 from robust_seg.data import build_dataset
-from robust_seg.models.embedded import ROOT, load_embedded_model
+from robust_seg.models.embedded import load_embedded_model
+from robust_seg.paths import ROOT
 
 
 @pytest.fixture(scope="module")
