@@ -61,6 +61,45 @@ def test_square_reaches_the_known_optimum_of_a_toy_model_inside_the_ball():
     assert int(result.extras["forwards"].max()) < 2000  # stops once every pixel is flipped
 
 
+class SmoothedRed(nn.Module):
+    """Two classes per pixel from a 3x3 box filter of the red channel (a convolution: the batch goes through the
+    same kernels as a real model's): z_0 = 40 (blur(x_R) - 0.5), z_1 = -z_0."""
+
+    num_classes = 2
+
+    def __init__(self):
+        super().__init__()
+        self.blur = nn.Conv2d(1, 1, 3, padding=1, bias=False, padding_mode="replicate")
+        self.blur.weight.data.fill_(1 / 9)
+
+    def forward(self, images):
+        z = 40 * (self.blur(images[:, :1]) - 0.5)
+        return torch.cat([z, -z], 1)
+
+
+def test_square_skipping_solved_images_gives_the_same_results_with_fewer_queries():
+    """Images at 0% accuracy leave the forward passes (as AutoAttack's Square drops a fooled image); every result
+    equals the run that forwards the whole batch at every query, and 'forwards' counts the queries each image
+    actually spent (a solved image: the queries it took)."""
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 16, 16) * 0.2 + 0.4
+    images[:, 0] = 0.5 + torch.tensor([0.01, 0.2, 0.015, 0.25, 0.02, 0.3]).view(6, 1, 1)  # margins below / above eps
+    labels = torch.zeros(6, 16, 16, dtype=torch.long)
+    labels[:, :2] = 255
+    model = SmoothedRed().eval()
+    seeds = [11, 12, 13, 14, 15, 16]
+    skipped = square(model, images, labels, eps=EPS, queries=2000, image_seeds=seeds)
+    full = square(model, images, labels, eps=EPS, queries=2000, image_seeds=seeds, skip_solved=False)
+    solved = skipped.accuracy == 0
+    assert solved.any() and not solved.all(), "the batch must have solved and unsolved images"
+    for name in ("adv_images", "predictions", "accuracy"):
+        assert torch.equal(getattr(skipped, name), getattr(full, name)), name
+    assert torch.equal(skipped.extras["objective"], full.extras["objective"])
+    assert (skipped.extras["forwards"][solved] < 2000).all() and (skipped.extras["forwards"][~solved] == 2000).all()
+    assert (full.extras["forwards"] == 2000).all()  # without skipping every image is forwarded every query
+    check_linf_box(skipped.adv_images, images, EPS)
+
+
 def test_square_on_the_shipped_model_is_weaker_than_sea_but_finds_pixels(model, batch):
     images, labels = batch
     result = square(model, images, labels, eps=EPS, queries=300, image_seeds=[0, 1, 2, 3])

@@ -19,6 +19,7 @@ KINDS = {
     "sea": ["attack=sea", "attack.eps=[0,8/255]", "attack.options.iterations=3"],
     "apgd": ["attack=apgd", "attack.eps=[8/255]", "attack.options.iterations=3"],
     "pgd": ["attack=pgd", "attack.eps=[8/255]", "attack.options.iterations=3", "attack.options.step_size=0.01"],
+    "square": ["attack=square", "attack.eps=[16/255]", "attack.options.queries=20"],
     "alma_prox": ["attack=alma_prox", "attack.options.iterations=5", "model=embedded_clean"],
     "calibration": ["attack=apgd", "attack.eps=[0,4/255]", "attack.options.iterations=2", "calibration=true",
                     "calibration_temperature=2"],

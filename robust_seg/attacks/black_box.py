@@ -18,8 +18,10 @@ the reported accuracy.
 
 Batched with per-image state: every image draws its stripes, windows and signs from a counter-based hash of its
 own seed and the query number, so its run does not depend on the other images of its batch, its shard or its
-process. Images with no correct pixel left stop querying. Cost: one forward per query per image (extras
-'forwards'), no backward.
+process. An image with no correct pixel left (its objective is 0: solved, nothing left to improve) stops
+querying, and with ``skip_solved`` (the default) it also leaves the forward passes, as AutoAttack's Square drops a
+fooled image: the remaining images' results are the same as without skipping. Cost: one forward per query per
+image still attacked (extras 'forwards': the queries each image actually spent), no backward.
 """
 from __future__ import annotations
 
@@ -76,28 +78,27 @@ class MaskedMargin:
         self.count = self.valid.flatten(1).sum(1).clamp_min(1)
         self.targeted = targeted
 
-    def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        label_logit = logits.gather(1, self.index).squeeze(1)
-        other = (logits - self.label_offset.to(logits.dtype)).amax(1)
+    def __call__(self, logits: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Of the logits of the whole batch, or of the images ``rows`` (indices) in that order."""
+        index, offset, valid, count = (self.index, self.label_offset, self.valid, self.count) if rows is None else \
+            (self.index[rows], self.label_offset[rows], self.valid[rows], self.count[rows])
+        label_logit = logits.gather(1, index).squeeze(1)
+        other = (logits - offset.to(logits.dtype)).amax(1)
         margin = other.sub_(label_logit) if self.targeted else label_logit.sub_(other)
-        hits = (margin > 0) & self.valid
-        objective = margin.clamp_min_(0).mul_(self.valid).flatten(1).sum(1) / self.count
+        hits = (margin > 0) & valid
+        objective = margin.clamp_min_(0).mul_(valid).flatten(1).sum(1) / count
         return objective, hits
-
-
-def _copy_rows(target: torch.Tensor, source: torch.Tensor, rows: torch.Tensor) -> None:
-    """target[i] = source[i] for the images i where ``rows`` (B,) is true (few per query: copies, not a select)."""
-    for i in rows.nonzero().flatten().tolist():
-        target[i].copy_(source[i])
 
 
 def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, queries: int = 5000,
            p_init: float = P_INIT, targeted: bool = False, target_labels: torch.Tensor | None = None,
            generator: torch.Generator | None = None, image_seeds: list[int] | None = None,
-           start: torch.Tensor | None = None) -> AttackResult:
+           start: torch.Tensor | None = None, skip_solved: bool = True) -> AttackResult:
     """Square attack on a batch (module doc). ``start``: perturbed images to start from instead of the stripes
-    (e.g. SEA's worst case, ``sea_square``); they must lie in the eps-ball. extras: 'objective' (masked margin at
-    the returned iterate), 'forwards' / 'backwards' (passes per image)."""
+    (e.g. SEA's worst case, ``sea_square``); they must lie in the eps-ball. ``skip_solved``: solved images leave
+    the forward passes (same results; False forwards the whole batch at every query). extras: 'objective' (masked
+    margin at the returned iterate), 'forwards' / 'backwards' (the passes each image actually ran: with skipping,
+    the queries it took to be solved, else the budget)."""
     if targeted and target_labels is None:
         raise ValueError("a targeted attack needs target_labels")
     images = images.detach()
@@ -110,10 +111,11 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
     valid = goal != IGNORE_INDEX
     labelled = valid.flatten(1).sum(1).clamp_min(1)
 
-    def score(hits: torch.Tensor) -> torch.Tensor:
+    def score(hits: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Lower is stronger: the share of labelled pixels still correct (targeted: minus those on target), from
         the margins (a tie counts as not correct; the reported accuracy comes from the arg-max at the end)."""
-        share = (hits & valid).flatten(1).sum(1) / labelled
+        share = (hits & (valid if rows is None else valid[rows])).flatten(1).sum(1) / \
+            (labelled if rows is None else labelled[rows])
         return -share if targeted else share
 
     with torch.no_grad():
@@ -129,12 +131,14 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
         current, current_objective = start.clone(), objective
         best, best_logits, best_score, best_objective = start.clone(), logits.clone(), score(hits), objective
         forwards = torch.ones(batch, dtype=torch.long)
+        everyone = torch.arange(batch, device=device)
         streams = torch.arange(2 + channels, device=device) + 1
         lower, upper = (images - eps).clamp(0, 1), (images + eps).clamp(0, 1)
         for query in range(1, queries):
             active = current_objective > 0  # images with a correct pixel left
             if not bool(active.any()):
                 break
+            rows = active.nonzero().flatten() if skip_solved else everyone  # the images this query forwards
             side = round(math.sqrt(window_fraction(query, queries, p_init) * height * width))
             side = max(1, min(side, height - 1, width - 1))  # as AutoAttack: at most one less than the image
             if (query - 1) % DRAW_BLOCK == 0:  # the draws of the next DRAW_BLOCK queries in one hash evaluation
@@ -142,28 +146,34 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
                 draws = hashed(seeds.view(batch, 1, 1), block, streams.view(1, 1, -1)).cpu()  # (B, Q, 2 + C)
                 positions, sign_bits = draws[:, :, :2].tolist(), (draws[:, :, 2:] & 1).bool().to(device)
             offset = (query - 1) % DRAW_BLOCK
-            candidate = current.clone()
-            for i in range(batch):  # the window set to a vertex: x + eps * sign clipped to [0, 1] = upper or lower
+            everyone_runs = len(rows) == batch
+            candidate = current.clone() if everyone_runs else current[rows]
+            for j, i in enumerate(rows.tolist()):  # the window set to a vertex: x + eps * sign clipped = upper or lower
                 top, left = positions[i][offset]
                 top, left = top % (height - side + 1), left % (width - side + 1)
-                rows, cols = slice(top, top + side), slice(left, left + side)
+                window_rows, cols = slice(top, top + side), slice(left, left + side)
                 positive = sign_bits[i, offset].view(channels, 1, 1)
-                candidate[i, :, rows, cols] = torch.where(positive, upper[i, :, rows, cols], lower[i, :, rows, cols])
+                candidate[j, :, window_rows, cols] = torch.where(positive, upper[i, :, window_rows, cols],
+                                                                 lower[i, :, window_rows, cols])
             logits = model(candidate)
             tick()
-            objective, hits = margin(logits)
-            accept = active & (objective < current_objective)
-            forwards += active.cpu().long()
+            objective, hits = margin(logits, None if everyone_runs else rows)
+            forwards[rows.cpu()] += 1
+            accept = active[rows] & (objective < current_objective[rows])  # per row of ``rows``
             if not bool(accept.any()):
                 continue
-            _copy_rows(current, candidate, accept)
-            current_objective = torch.where(accept, objective, current_objective)
-            candidate_score = score(hits)
-            better = accept & (candidate_score < best_score)
-            _copy_rows(best, candidate, better)
-            _copy_rows(best_logits, logits, better)
-            best_score = torch.where(better, candidate_score, best_score)
-            best_objective = torch.where(better, objective, best_objective)
+            accepted = rows[accept]
+            current.index_copy_(0, accepted, candidate[accept])
+            current_objective = current_objective.index_put((accepted,), objective[accept])
+            candidate_score = score(hits, None if everyone_runs else rows)
+            better = accept & (candidate_score < best_score[rows])
+            if not bool(better.any()):
+                continue
+            improved = rows[better]
+            best.index_copy_(0, improved, candidate[better])
+            best_logits.index_copy_(0, improved, logits[better])
+            best_score = best_score.index_put((improved,), candidate_score[better])
+            best_objective = best_objective.index_put((improved,), objective[better])
         best_predictions = predicted_classes(best_logits)
     check_linf_box(best, images, eps)
     extras = {"objective": best_objective, "forwards": forwards, "backwards": torch.zeros(batch, dtype=torch.long)}
