@@ -134,6 +134,7 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
         everyone = torch.arange(batch, device=device)
         streams = torch.arange(2 + channels, device=device) + 1
         lower, upper = (images - eps).clamp(0, 1), (images + eps).clamp(0, 1)
+        row_index, col_index = torch.arange(height, device=device), torch.arange(width, device=device)
         for query in range(1, queries):
             active = current_objective > 0  # images with a correct pixel left
             if not bool(active.any()):
@@ -144,17 +145,17 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
             if (query - 1) % DRAW_BLOCK == 0:  # the draws of the next DRAW_BLOCK queries in one hash evaluation
                 block = torch.arange(query, query + DRAW_BLOCK, device=device).view(1, -1, 1)
                 draws = hashed(seeds.view(batch, 1, 1), block, streams.view(1, 1, -1)).cpu()  # (B, Q, 2 + C)
-                positions, sign_bits = draws[:, :, :2].tolist(), (draws[:, :, 2:] & 1).bool().to(device)
+                positions, sign_bits = draws[:, :, :2].to(device), (draws[:, :, 2:] & 1).bool().to(device)
             offset = (query - 1) % DRAW_BLOCK
             everyone_runs = len(rows) == batch
-            candidate = current.clone() if everyone_runs else current[rows]
-            for j, i in enumerate(rows.tolist()):  # the window set to a vertex: x + eps * sign clipped = upper or lower
-                top, left = positions[i][offset]
-                top, left = top % (height - side + 1), left % (width - side + 1)
-                window_rows, cols = slice(top, top + side), slice(left, left + side)
-                positive = sign_bits[i, offset].view(channels, 1, 1)
-                candidate[j, :, window_rows, cols] = torch.where(positive, upper[i, :, window_rows, cols],
-                                                                 lower[i, :, window_rows, cols])
+            # each image's window set to a vertex of the ball (x + eps * sign, clipped to [0, 1] = upper or lower),
+            # written for all images at once through a window mask
+            corner = positions[rows, offset] % torch.tensor([height - side + 1, width - side + 1], device=device)
+            inside_rows = (row_index >= corner[:, :1, None]) & (row_index < corner[:, :1, None] + side)  # (R, 1, H)
+            inside_cols = (col_index >= corner[:, 1:, None]) & (col_index < corner[:, 1:, None] + side)  # (R, 1, W)
+            window = (inside_rows.unsqueeze(-1) & inside_cols.unsqueeze(-2))  # (R, 1, H, W)
+            vertex = torch.where(sign_bits[rows, offset].view(-1, channels, 1, 1), upper[rows], lower[rows])
+            candidate = torch.where(window, vertex, current[rows])
             logits = model(candidate)
             tick()
             objective, hits = margin(logits, None if everyone_runs else rows)
