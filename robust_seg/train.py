@@ -6,6 +6,8 @@ if __name__ == "__main__":  # the short help before any heavy import
 
     print_help_if_asked("train")
 
+from pathlib import Path  # noqa: E402
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
@@ -24,8 +26,27 @@ def hydra_main(cfg: DictConfig) -> float:
 
     results = run_job(cfg, lambda run: train(cfg, run), job_name="train")
     final = results["final"]
-    print(f"final: {final}")
+    print(training_summary(results, cfg))
     return final.get("val_miou", float("nan"))
+
+
+def training_summary(results: dict, cfg) -> str:
+    """What a finished training hands over: its final metrics, run directory, weights and the command that
+    evaluates them (the same model and dataset choices and dataset overrides as this run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    final = results["final"]
+    metrics = ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                        for key, value in final.items() if key != "seconds")
+    choices, task = {}, []
+    if HydraConfig.initialized():
+        choices, task = HydraConfig.get().runtime.choices, list(HydraConfig.get().overrides.task)
+    data = [f"dataset={choices.get('dataset', cfg.dataset.name)}",
+            *(o for o in task if o.lstrip("+").startswith("dataset."))]
+    command = " ".join(["python -m robust_seg.evaluate", f"model={choices.get('model', cfg.model.name)}", *data,
+                        f"model.checkpoint={results['weights']}", "attack=sea"])
+    return "\n".join([f"final: {metrics}", f"run directory: {Path(results['weights']).parent}",
+                      f"weights: {results['weights']}", f"evaluate them: {command}"])
 
 
 def main() -> None:

@@ -19,10 +19,10 @@
 #   ($ROBUST_SEG_RESULTS instead of outputs when set; a second run of a grid there needs resume=true);
 #   a killed grid continues with `resume=true` (finished jobs are kept, the unfinished one resumes).
 #
-# Expected wall time on one A100-class GPU (estimates from the models' FLOPs at the evaluation resolution,
-# about 12 ms per image and attack iteration for UPerNet + ConvNeXt-T at 512x512; not measured here:
-# no GPU was available when this was written). SEA skips images already at 0% accuracy, so robust models
-# cost more than non-robust ones.
+# Expected wall time on one A100-class GPU: estimates at about 12 ms per image and attack iteration for
+# UPerNet + ConvNeXt-T at 512x512, from the one GPU measurement of the README (an H100: a forward+backward of a
+# batch of 8 in 65 ms, about 8 ms per image) scaled to the A100's lower throughput; the tables themselves were not
+# timed. SEA skips images already at 0% accuracy, so robust models cost more than non-robust ones.
 #   table1      ~50 h    2 models x 4 attacks (SEA = 4 x 300 iterations) x 3 radii, 1449 VOC images
 #   table2      ~25 h    2 models x 6 losses x 100 iterations x 4 radii
 #   table3      ~220 h   11 models x SEA at 3 radii (+ clean)

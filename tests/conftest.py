@@ -78,3 +78,19 @@ def calibration_metrics(logits, labels, num_bins: int = 15, temperature: float =
     accumulator = CalibrationAccumulator(logits.shape[1], num_bins, temperature)
     accumulator.update(logits, labels)
     return accumulator.compute()
+
+
+def assert_markdown_tables(text: str) -> int:
+    """Every Markdown table in ``text`` has as many cells in each row as in its header (a stray ``|`` in a cell, e.g.
+    ``||x||``, would add a column); returns the number of tables."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    for table in tables:
+        widths = [len(row.strip().strip("|").replace("\\|", "").split("|")) for row in table]
+        assert len(set(widths)) == 1, f"a Markdown table with rows of {widths} cells:\n" + "\n".join(table)
+    return len(tables)

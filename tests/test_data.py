@@ -385,3 +385,19 @@ def test_distributed_loaders_single_process_group(tmp_path):
         assert torch.equal(indices, torch.arange(5))
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name, prepare", [("pascal_voc", "pascal_voc"), ("ade20k", "ade20k"),
+                                           ("cityscapes", "cityscapes")])
+def test_a_missing_dataset_names_the_root_and_the_prepare_command(tmp_path, name, prepare):
+    from omegaconf import OmegaConf
+
+    from robust_seg.data import build_dataset
+    from robust_seg.data.errors import DatasetNotFoundError
+    from robust_seg.paths import CONFIGS
+
+    cfg = OmegaConf.load(CONFIGS / "dataset" / f"{name}.yaml")
+    cfg.root = str(tmp_path / "missing")
+    with pytest.raises(DatasetNotFoundError, match=f"not found at {tmp_path / 'missing'}: .*python -m "
+                                                   f"robust_seg.data.prepare {prepare} --archives DIR"):
+        build_dataset(cfg, split="val", train=False)

@@ -12,8 +12,8 @@ from tests.conftest import ROOT, TINY, run_entry
 
 TRAIN = [*TINY, "schedule.epochs=3", "schedule.warmup_epochs=1", "batch_size=8", "max_steps_per_epoch=4",
          "robust_eval.iterations=0", "eval_every=3"]
-EVALUATE = [*TINY, "attack=sea", "attack.eps=[0,4/255]", "attack.options.iterations=20", "max_images=12",
-            "batch_size=3"]
+EVALUATE = [*TINY, "attack=sea", "attack.eps=[0,4/255]", "attack.options.iterations=8", "max_images=8",
+            "batch_size=2"]  # four batches: killed after two
 
 
 def _kill_when(module, overrides, cwd, ready, timeout=300):

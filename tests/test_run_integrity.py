@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -111,7 +112,7 @@ BAD_EVALUATE = [
     (["dataset=pascal_voc", "dataset.root=/nonexistent/VOC2012", "model.random_weights=true"],
      "/nonexistent/VOC2012"),
     (["dataset=ade20k"], "does not fit the composed config"),  # EVAL's dataset.synthetic.* below a null section
-    (["attack=none"], "Could not override 'attack.options.iterations'"),
+    (["attack=none"], "attack.options.iterations: not an option of none (it takes no options)"),
     ([], "already holds an evaluation: pass resume=true"),
     (["resume=true", "seed=1"], "seed: 0 -> 1"),
     (["resume=true", "attack.seed=3"], "attack.seed: 0 -> 3"),
@@ -343,6 +344,8 @@ def test_resumed_training_continues_the_same_wandb_run(tmp_path, monkeypatch):
         code, _, err = call("train", *args, "resume=true")
         assert code == 0, err
     run = tmp_path / "outputs" / "train" / "wb"
+    assert os.environ["WANDB_CACHE_DIR"] == str(run / "wandb" / "cache")  # W&B's cache under the run directory
+    assert os.environ["WANDB_DATA_DIR"] == str(run / "wandb" / "data")
     ids = {p.name.rsplit("-", 1)[-1] for p in run.glob("wandb/offline-run-*")}
     assert len(ids) == 1 and len(list(run.glob("wandb/offline-run-*"))) == 2
     assert sorted(_wandb_history_steps(run)) == [1, 2, 3]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, killed_at_batch
+from tests.conftest import ROOT, assert_markdown_tables, killed_at_batch
 from tests.test_run_integrity import call
 
 BASE = ["logger=none", "dataset.synthetic.num_val=5", "max_images=5", "batch_size=2", "runtime.threads=1"]
@@ -46,7 +46,9 @@ def _evaluate(tmp_path: Path, *args: str) -> dict:
         code, out, err = call("evaluate", *BASE, *args)
     assert code == 0, err[-3000:]
     run = Path(out.strip().splitlines()[-1].split("run directory: ")[-1])
-    return json.loads((run / "results.json").read_text()) | {"report": (run / "results.md").read_text(), "dir": run}
+    report = (run / "results.md").read_text()
+    assert assert_markdown_tables(report) >= 2  # every table the report writes has its columns
+    return json.loads((run / "results.json").read_text()) | {"report": report, "dir": run}
 
 
 def _merge(*paths: Path, output: Path) -> dict:

@@ -21,7 +21,7 @@ from robust_seg.reporting import published
 from robust_seg.reporting.paper_tables import TABLES, make_table, table_spec
 from robust_seg.reporting.render import to_csv, to_latex, to_markdown
 from robust_seg.reporting.tables import Coordinates, build_table, collect_runs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_markdown_tables
 
 EXPERIMENTS = ROOT / "configs" / "experiment"
 
@@ -247,6 +247,7 @@ def test_missing_failed_killed_and_conflicting_runs_become_explained_gaps(tmp_pa
     assert table.notes == ["1 run(s) of other experiments ignored", PAD_NOTE]
     markdown = to_markdown(table)
     assert "| 4/255 | 20.0 (88.6, -68.6) | 10.0 (65.0, -55.0) | gap [1] (88.7) |" in markdown
+    assert assert_markdown_tables(markdown) == 1
     assert "[1] job 1 has no results.json (failed: ValueError: 300 iterations cannot be split)" in markdown
     # A re-run with the same config is the same cell (the newest result is read).
     rerun = _write_run(tmp_path / "6", spec.experiment, Coordinates(column="segpgd_100"), results)

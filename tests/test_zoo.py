@@ -18,7 +18,7 @@ from robust_seg.reporting import published
 from robust_seg.models.zoo import zoo_models
 from robust_seg.paths import ZOO_DIR
 from robust_seg.reporting.published import paper_numbers
-from tests.conftest import compose_config
+from tests.conftest import assert_markdown_tables, compose_config
 from tests.test_run_integrity import ASSET, CLEAN_ASSET, call
 
 RUN = ["logger=none", "dataset.synthetic.num_val=2", "max_images=2", "batch_size=2", "attack=sea",
@@ -165,6 +165,7 @@ def test_every_zoo_entry_is_listed_composes_for_its_dataset_and_cites_the_paper(
     assert sorted(m.name for m in models) == sorted(p.stem for p in ZOO_DIR.glob("*.yaml")) and len(models) >= 9
     code, out, _ = call("zoo")
     assert code == 0 and all(f"| {m.name} | {m.dataset} |" in out for m in models)
+    assert assert_markdown_tables(out) == 1
     for model in models:
         cfg = compose_config("evaluate", [f"model=zoo/{model.name}", f"dataset={model.dataset}"])
         check_evaluate_config(cfg)

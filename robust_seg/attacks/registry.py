@@ -188,7 +188,8 @@ def resolve_attack(cfg) -> ResolvedAttack:
     for key, value in options.items():
         if key not in parameters or key in reserved:
             known = ", ".join(p for p in parameters if p not in reserved)
-            raise ConfigError(f"attack.options.{key}: not an option of {cfg.name} (options: {known})")
+            raise ConfigError(f"attack.options.{key}: not an option of {cfg.name} "
+                              f"({f'options: {known}' if known else 'it takes no options'})")
         default = parameters[key].default
         if isinstance(default, bool) and not isinstance(value, bool) or \
                 isinstance(default, (int, float)) and not isinstance(default, bool) and \

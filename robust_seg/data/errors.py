@@ -15,6 +15,10 @@ class DatasetNotFoundError(DatasetError):
     """
 
 
+PREPARE_NAMES = {"PASCAL-VOC": "pascal_voc", "ADE20K": "ade20k", "Cityscapes": "cityscapes"}
+"""The dataset's name for ``python -m robust_seg.data.prepare`` (its config group option)."""
+
+
 def check_layout(dataset: str, root: str | None, layout: str, subdirectories: tuple[str, ...]):
     """The root as a Path and a function making the one-line error for it; raises if a directory is missing.
 
@@ -23,7 +27,8 @@ def check_layout(dataset: str, root: str | None, layout: str, subdirectories: tu
     from pathlib import Path
 
     def fail(problem: str) -> DatasetNotFoundError:
-        return DatasetNotFoundError(f"{dataset} {problem} at {root}: {layout} (set dataset.root=...)")
+        return DatasetNotFoundError(f"{dataset} {problem} at {root}: {layout} (set dataset.root=..., or lay the "
+                                    f"archives out with python -m robust_seg.data.prepare {PREPARE_NAMES.get(dataset, dataset)} --archives DIR)")
 
     if root is None or not Path(root).is_dir():
         raise fail("not found")

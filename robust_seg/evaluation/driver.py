@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from robust_seg.attacks.invariants import check_linf_box
 from robust_seg.attacks.progress import reporting
@@ -47,6 +46,7 @@ from robust_seg.radii import Radius
 from robust_seg.reporting.files import append_jsonl, atomic_torch_save, atomic_write_text, load_state, read_jsonl
 from robust_seg.reporting.logger import RunLogger
 from robust_seg.run.directory import RunDirectory
+from robust_seg.run.progress import RunProgress
 from robust_seg.run.provenance import check_resume, command_overrides, fingerprint, software, weights_label
 from robust_seg.run.runtime import Distributed, init_distributed, set_up_run, shared_run_dir
 
@@ -160,7 +160,6 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
     """Attack every batch not yet done at every radius; after each, append its record and save the state."""
     cfg, run_dir, device, attack, runs = evaluation.cfg, evaluation.run.path, evaluation.device, evaluation.attack, \
         evaluation.runs
-    num_classes = cfg.dataset.num_classes
     totals = {key: {name: ComponentTotals.from_state(s) for name, s in comps.items()}
               for key, comps in state["totals"].items()}
     if (run_dir / BATCHES_FILE).exists():  # drop records of a batch whose state was not saved (killed in between)
@@ -173,8 +172,29 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
             Diagnostics([key for _, key in runs])
     if state["next_batch"]:
         log.info("resuming after batch %d of %d", state["next_batch"], len(evaluation.loader))
-    progress = tqdm(evaluation.loader, desc=attack.label, unit="batch", dynamic_ncols=True, position=0)
-    for batch_index, batch in enumerate(progress):
+    batches = len(evaluation.loader)
+    per_batch = [1 if radius == 0 else attack.expected_passes() for radius, _ in runs]
+    counted = None not in per_batch  # passes of every run known: the meter counts passes, else batches
+    per_batch = sum(per_batch) if counted else 1
+    progress = RunProgress(batches * per_batch, attack.label, "pass" if counted else "batch",
+                           done=state["next_batch"] * per_batch)
+    try:
+        _attack_batches(evaluation, state, totals, calibration, diagnostics, progress, per_batch, counted)
+    finally:
+        progress.close()
+    if not state.get("finished"):
+        state["finished"] = True
+        atomic_torch_save(run_dir / STATE_FILE, state)
+    return totals, calibration, diagnostics
+
+
+def _attack_batches(evaluation: Evaluation, state: dict, totals: dict, calibration, diagnostics,
+                    progress: RunProgress, per_batch: int, counted: bool) -> None:
+    """The batches not yet done, each attacked at every radius, recorded and saved (``run_batches``)."""
+    cfg, run_dir, device, attack, runs = evaluation.cfg, evaluation.run.path, evaluation.device, evaluation.attack, \
+        evaluation.runs
+    num_classes = cfg.dataset.num_classes
+    for batch_index, batch in enumerate(evaluation.loader):
         if batch_index < state["next_batch"]:
             continue
         started = time.perf_counter()
@@ -187,10 +207,8 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         figure = {} if state["figure"] is None and cfg.figure_images > 0 else None
         by_radius = {}
         for radius_index, (radius, key) in enumerate(runs):
-            # within the batch: this radius' iterations (passes, queries) with their ETA
-            with tqdm(total=None if radius == 0 else attack.expected_passes(), unit="it", dynamic_ncols=True,
-                      position=1, leave=False, desc=f"batch {batch_index + 1}/{len(evaluation.loader)}, "
-                                                     f"eps {key}") as inner, reporting(inner.update):
+            # the attack's passes (iterations, queries) move the run's one progress meter and its ETA
+            with reporting(progress.update if counted else lambda passes: None):
                 result = attack.run(evaluation.model, images, labels, eps=radius,
                                     seed=(cfg.attack.seed, radius_index), image_indices=indices)
             outcomes = {WORST: result, **result.components}
@@ -228,13 +246,10 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         atomic_torch_save(run_dir / STATE_FILE, state)
         worst = totals[runs[-1][1]][WORST]
         accuracy = 100 * sum(worst.accuracy) / len(worst.accuracy)
-        progress.set_postfix({f"acc@{runs[-1][1]}": f"{accuracy:.1f}"})
-        log.info("batch %d/%d done in %.1f s (worst-case ACC so far at %s: %.1f%%)", batch_index + 1,
-                 len(evaluation.loader), time.perf_counter() - started, runs[-1][1], accuracy)
-    if not state.get("finished"):
-        state["finished"] = True
-        atomic_torch_save(run_dir / STATE_FILE, state)
-    return totals, calibration, diagnostics
+        progress.update(max((batch_index + 1) * per_batch - progress.units, 0))
+        progress.milestone(f"batch {batch_index + 1}/{len(evaluation.loader)}, ACC@{runs[-1][1]} {accuracy:.1f}%")
+        log.info("batch %d/%d done in %.1f s (worst-case ACC so far at %s: %.1f%%); %s", batch_index + 1,
+                 len(evaluation.loader), time.perf_counter() - started, runs[-1][1], accuracy, progress.status())
 
 
 def finish(evaluation: Evaluation, state: dict, totals: dict, calibration, diagnostics=None) -> dict:

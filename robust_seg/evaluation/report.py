@@ -95,14 +95,23 @@ def provenance_markdown(results: EvaluationResults) -> str:
     return "\n".join(banner + lines) + "\n\n"
 
 
+def short_weights(results: EvaluationResults) -> str:
+    """The weights in a few words for a title (the file's name; random weights said so): the runs of a grid over
+    models with the same architecture (e.g. the shipped robust model and its clean twin) get different titles."""
+    model = results.provenance.get("model", {})
+    if model.get("checkpoint"):
+        return Path(str(model["checkpoint"])).name
+    return "RANDOM WEIGHTS" if results.random_weights else results.weights
+
+
 def results_markdown(results: EvaluationResults) -> str:
     """Rows: the attack's components then its worst case; columns: ACC and mIoU per radius (Tables 1, 3, 9)."""
     keys = list(results.radii)
     names = list(dict.fromkeys(n for key in keys for n in results.radii[key] if n != WORST)) + [WORST]
     header = "| attack | " + " | ".join(f"{k} ACC | {k} mIoU" for k in keys) + " |"
     rule = "|---|" + "---:|---:|" * len(keys)
-    lines = [f"# {results.attack} on {results.model} / {results.dataset} ({results.split}, "
-             f"{results.images} images)", "", provenance_markdown(results).rstrip("\n"), ""]
+    lines = [f"# {results.attack} on {results.model} ({short_weights(results)}) / {results.dataset} "
+             f"({results.split}, {results.images} images)", "", provenance_markdown(results).rstrip("\n"), ""]
     if results.attack_note:
         lines += [f"> {results.attack_note}", ""]
     lines += [header, rule]
@@ -188,7 +197,11 @@ def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) 
     handles = [matplotlib.patches.Patch(color=palette[k], label=name) for k, name in enumerate(class_names)]
     handles.append(matplotlib.patches.Patch(facecolor="white", edgecolor="grey", label="ignored (255)"))
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=7, frameon=False)
-    figure.tight_layout(rect=(0, 0.03 * (1 + len(handles) // 4) / max(count, 1), 1, 1))
+    # fixed margins for a grid of bare images with small titles (tight_layout measures every text: ~1 s here)
+    height = 1.8 * 3 * count
+    figure.subplots_adjust(left=0.01, right=0.99, top=1 - 0.2 / height,
+                           bottom=0.03 * (1 + len(handles) // 4) / max(count, 1) + 0.05 / height,
+                           wspace=0.08, hspace=0.25)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return [handle.get_label() for handle in handles]
@@ -200,7 +213,7 @@ def minimal_norm_markdown(results: EvaluationResults) -> str:
     cost = summary["complexity"]
     lines = [f"# {results.attack} on {results.model} / {results.dataset} ({results.split}, "
              f"{results.images} images)", "", provenance_markdown(results).rstrip("\n"), "",
-             "| attack | median ||δ||∞ x255 | mean ||δ||∞ x255 | success (APSR >= 99%) | ACC | mIoU |",
+             "| attack | median ‖δ‖∞ x255 | mean ‖δ‖∞ x255 | success (APSR >= 99%) | ACC | mIoU |",
              "|---|---:|---:|---:|---:|---:|",
              f"| {results.attack} | {summary['median_x255']:.2f} | {summary['mean_x255']:.2f} | "
              f"{100 * summary['success_rate']:.1f}% | {summary['adversarial']['acc']:.1f} | "

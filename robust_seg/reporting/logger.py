@@ -21,6 +21,13 @@ STATE_FILE = "wandb_run.json"
 log = logging.getLogger(__name__)
 
 
+WANDB_DIRS = {"WANDB_CACHE_DIR": "cache", "WANDB_DATA_DIR": "data"}
+"""W&B's folders outside its run files (by default ~/.cache/wandb and ~/.local/share/wandb), kept under
+``<run dir>/wandb/`` unless the user sets them. W&B's service starts with the first run of a process and keeps
+the folders it started with (one run per command: the run's own)."""
+USER_WANDB_DIRS = {key: os.environ[key] for key in WANDB_DIRS if key in os.environ}
+
+
 class RunLogger:
     """Thin facade over a W&B run; every method is a no-op without one.
 
@@ -46,6 +53,9 @@ class RunLogger:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        for key, folder in WANDB_DIRS.items():  # W&B's cache and staging (its debug logs too) under the run directory
+            if key not in USER_WANDB_DIRS:
+                os.environ[key] = str(Path(run_dir) / "wandb" / folder)
         state = json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
         run_id = state.get("id") or uuid.uuid4().hex[:12]
         self.last_step = int(state.get("step", 0))

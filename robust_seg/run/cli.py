@@ -153,8 +153,28 @@ def _raised_inside(error: BaseException, places: tuple[str, ...]) -> bool:
     return trace is not None and any(place in trace.tb_frame.f_code.co_filename for place in places)
 
 
+ATTACK_OPTION = re.compile(r"^attack\.options\.[A-Za-z_][\w.]*=")
+
+
+def attack_options_as_written(arguments: list[str]) -> list[str]:
+    """``attack.options.K=V`` -> ``++attack.options.K=V``: an attack option is passed as written, whether or not the
+    chosen attack's config declares it (``-m attack=sea,apgd attack.options.iterations=2`` composes: Hydra composes
+    a sweep first with the default attack); the attack function's signature then checks it
+    (``robust_seg.attacks.registry``: ``not an option of square (options: ...)``)."""
+    from robust_seg.run.provenance import WRITTEN_AS
+
+    rewritten = []
+    for argument in arguments:
+        if ATTACK_OPTION.match(argument):
+            WRITTEN_AS[f"++{argument}"] = argument
+            argument = f"++{argument}"
+        rewritten.append(argument)
+    return rewritten
+
+
 def run_main(hydra_main: Callable[[], T]) -> T:
     """Run a ``@hydra.main`` function; a config composition error is one line and exit status 2."""
+    sys.argv[1:] = attack_options_as_written(sys.argv[1:])
     user_full_error = _USER_FULL_ERROR[0] = os.environ.get(_FULL_ERROR) == "1"
     os.environ[_FULL_ERROR] = "1"  # Hydra re-raises instead of printing its own multi-line report
     started = time.time()

@@ -99,13 +99,18 @@ def software() -> dict[str, Any]:
     return versions
 
 
+WRITTEN_AS: dict[str, str] = {}
+"""Overrides the command line rewrote before Hydra read them (``robust_seg.run.cli.attack_options_as_written``)
+-> as the user wrote them: the record shows the user's command."""
+
+
 def command_overrides() -> list[str]:
-    """The command line's Hydra overrides (empty outside a Hydra entry point)."""
+    """The command line's Hydra overrides as the user wrote them (empty outside a Hydra entry point)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return []
-    return list(HydraConfig.get().overrides.task)
+    return [WRITTEN_AS.get(override, override) for override in HydraConfig.get().overrides.task]
 
 
 def weights_label(weights: Mapping) -> str:

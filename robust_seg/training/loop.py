@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.config_checks import plain_config
@@ -32,6 +31,7 @@ from robust_seg.models import build_model
 from robust_seg.reporting.files import atomic_torch_save, atomic_write_json
 from robust_seg.reporting.logger import RunLogger
 from robust_seg.run.directory import RunDirectory
+from robust_seg.run.progress import RunProgress
 from robust_seg.run.provenance import check_resume, command_overrides, fingerprint, software
 from robust_seg.run.runtime import Distributed, init_distributed, set_up_run, shared_run_dir
 from robust_seg.training.adversary import adversarial_examples
@@ -43,6 +43,9 @@ from robust_seg.training.validation import validate
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/last.pt"
+FINAL_WEIGHTS = "model.pt"
+"""The final weights, written into the run directory at the end of every training (``model.checkpoint=`` of an
+evaluation takes them; ``export_path`` writes a second copy elsewhere)."""
 
 
 def loss_is_finite_everywhere(loss: torch.Tensor, distributed: Distributed) -> bool:
@@ -125,6 +128,7 @@ class Training:
     class_names: list[str]
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    progress: RunProgress | None = None
 
 
 def _run_directory(run_dir: str | Path | RunDirectory, distributed: Distributed) -> RunDirectory:
@@ -218,9 +222,7 @@ def train_epoch(training: Training, epoch: int) -> dict:
     training.network.train()
     running, seen = torch.zeros((), device=device), 0
     batches = iter(training.loader)
-    bar = tqdm(range(training.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
-               disable=not distributed.is_main, dynamic_ncols=True, leave=False)
-    for step in bar:
+    for step in range(training.steps_per_epoch):
         for micro_step in range(training.accumulation):
             batch = next(batches)
             images, labels = batch["image"].to(device), batch["label"].to(device)
@@ -244,8 +246,7 @@ def train_epoch(training: Training, epoch: int) -> dict:
         training.scaler.update()
         training.optimizer.zero_grad(set_to_none=True)
         training.scheduler.step()
-        if distributed.is_main and step % 10 == 0:
-            bar.set_postfix(loss=f"{running.item() / max(seen, 1):.3f}")
+        training.progress.update(1)
 
     if training.multiplier_set is not None:
         update_multipliers(training.model, training.train_loss, training.multiplier_set, training.micro_batch, device,
@@ -269,7 +270,10 @@ def end_of_epoch(training: Training, entry: dict, logger: RunLogger) -> None:
         entry["multipliers"] = training.train_loss.multipliers_history[-1].tolist()
     training.history.append(entry)
     if main:
-        log.info("epoch %d: %s", epoch, {k: v for k, v in entry.items() if k != "multipliers"})
+        log.info("epoch %d: %s%s", epoch, {k: v for k, v in entry.items() if k != "multipliers"},
+                 f"; {training.progress.status()}" if training.progress is not None else "")
+        if training.progress is not None:
+            training.progress.milestone(f"epoch {epoch}/{cfg.schedule.epochs}, loss {entry['train_loss']:.3f}")
         save_checkpoint(training.checkpoint_path, model=training.model.state_dict(),
                         optimizer=training.optimizer.state_dict(), scheduler=training.scheduler.state_dict(),
                         scaler=training.scaler.state_dict(), loss=training.train_loss.state_dict(), epoch=epoch,
@@ -286,11 +290,13 @@ def finish_training(training: Training, logger: RunLogger) -> dict:
                "provenance": {"model": {"name": cfg.model.name, **training.model.weights},
                               "overrides": command_overrides(), "software": software(), "config": plain_config(cfg)},
                "final": {k: v for k, v in history[-1].items() if k != "multipliers"} if history else {}}
+    results["weights"] = str(run_dir / FINAL_WEIGHTS)
     if training.distributed.is_main:
-        atomic_write_json(run_dir / "train_results.json", results)
+        atomic_torch_save(run_dir / FINAL_WEIGHTS, training.model.state_dict())  # always, in the run directory
         if cfg.export_path:
             atomic_torch_save(Path(cfg.export_path), training.model.state_dict())
             log.info("exported model weights to %s", cfg.export_path)
+        atomic_write_json(run_dir / "train_results.json", results)
         if training.train_loss.multipliers_history:
             from robust_seg.training.plots import plot_multipliers
 
@@ -303,6 +309,9 @@ def finish_training(training: Training, logger: RunLogger) -> dict:
 def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
     """Train ``cfg.model`` on ``cfg.dataset`` with ``cfg.scheme``; return the final metrics and history."""
     training = prepare_training(cfg, run_dir)
+    training.progress = RunProgress(cfg.schedule.epochs * training.steps_per_epoch, "train", "step",
+                                    done=training.start_epoch * training.steps_per_epoch,
+                                    enabled=training.distributed.is_main)
     logger = RunLogger(cfg.logger, training.run.path, {**plain_config(cfg), "software": software()}, "train",
                        enabled=training.distributed.is_main)
     logger.log_missing(training.history)  # epochs a killed run saved but had not yet logged
@@ -311,6 +320,7 @@ def train(cfg, run_dir: str | Path | RunDirectory) -> dict:
             end_of_epoch(training, train_epoch(training, epoch), logger)
         return finish_training(training, logger)
     finally:
+        training.progress.close()
         logger.finish()
         if not isinstance(run_dir, RunDirectory):
             training.run.detach_log()
