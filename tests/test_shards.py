@@ -47,7 +47,7 @@ def _evaluate(tmp_path: Path, *args: str) -> dict:
     assert code == 0, err[-3000:]
     run = Path(out.strip().splitlines()[-1].split("run directory: ")[-1])
     report = (run / "results.md").read_text()
-    assert assert_markdown_tables(report) >= 2  # every table the report writes has its columns
+    assert_markdown_tables(report)  # every table the report writes has its columns
     return json.loads((run / "results.json").read_text()) | {"report": report, "dir": run}
 
 
