@@ -18,8 +18,10 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_HERE = ("dataset=pascal_voc", "dataset=ade20k", "dataset=cityscapes", "/data/", "/ckpt/", "=...",
-            "hydra/launcher=slurm", "experiment=cals_voc", "thesis_table6_2", "experiment=train_paper", "experiment=table1_sea_vs_baselines")
-"""Marks of a command that needs real data, checkpoints, a GPU or a cluster: composition only."""
+            "hydra/launcher=slurm", "experiment=cals_voc", "thesis_table6_2", "experiment=train_paper", "experiment=table1_sea_vs_baselines",
+            "/path/to/")
+"""Marks of a command that needs real data, checkpoints, a GPU, a cluster or another project's checkout: composition
+only (not run where there is nothing to compose)."""
 SKIPPED = ("bash scripts/test.sh", ". .venv/bin/activate", "-m pytest", "experiment=...", "multirun/ade_sea")
 """The test suite itself, shell set-up, and illustrations with an elided experiment name."""
 TINY_EVALUATE = ["logger=none", "max_images=2", "batch_size=2", "dataset.synthetic.num_val=2"]
