@@ -92,3 +92,8 @@ def test_unknown_key_in_a_group_file_is_rejected(tmp_path):
     with initialize_config_dir(config_dir=str(tmp_path / "configs"), version_base="1.3"):
         with pytest.raises(ConfigCompositionException, match="colour"):
             compose(config_name="evaluate", overrides=["dataset=broken"])
+
+
+def test_the_main_jobs_note_says_the_iterations_actually_run():
+    note = compose_config("evaluate", ["experiment=embedded_default", "attack.options.iterations=3"]).attack.note
+    assert note.startswith("embedded default: 3 APGD iterations per loss instead of the paper's 300")

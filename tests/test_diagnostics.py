@@ -208,3 +208,26 @@ def test_square_resumes_after_a_kill_to_the_uninterrupted_result(tmp_path, monke
         call("evaluate", *ARGS, *args, "run_name=killed")
     resumed = _evaluate(tmp_path, monkeypatch, lambda m: m, *args, "run_name=killed", "resume=true")
     assert resumed["radii"] == straight["radii"]
+
+
+def test_a_flag_names_its_likely_cause():
+    """The unconstrained flag names the budget the check ran with; a random vertex beating Square (itself black-box)
+    says Square is weak, not that gradients are masked."""
+    from robust_seg.attacks.registry import resolve_attack
+    from robust_seg.evaluation.diagnostics import Diagnostics
+    from tests.conftest import compose_config
+
+    def summary(attack: str, *overrides: str) -> dict:
+        diagnostics = Diagnostics(["8/255"])
+        diagnostics.indices, diagnostics.gradient_unusable, diagnostics.unconstrained_acc = [0], [False], [50.0]
+        diagnostics.noise_acc, diagnostics.white_acc = {"8/255": [10.0]}, {"8/255": [20.0]}
+        resolved = resolve_attack(compose_config("evaluate", [f"attack={attack}", *overrides]).attack)
+        return diagnostics.summary(1.0, resolved)["checks"]
+
+    sea_checks = summary("sea", "attack.options.iterations=2")
+    assert sea_checks["unconstrained_attack"]["status"] == "flag"
+    assert "it ran with 2 iterations" in sea_checks["unconstrained_attack"]["detail"]
+    assert "itself black-box" not in sea_checks["black_box_beats_white_box"]["detail"]
+    square_checks = summary("square", "attack.options.queries=30")
+    assert "it ran with 30 queries" in square_checks["unconstrained_attack"]["detail"]
+    assert "the attack is itself black-box" in square_checks["black_box_beats_white_box"]["detail"]

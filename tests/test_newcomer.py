@@ -32,7 +32,8 @@ def test_attack_labels_are_readable():
 
     assert label("attack=sea", "attack.options.iterations=50") == "SEA (4 losses x 50 it.)"
     assert label("attack=apgd") == "APGD (Mask-CE, red-eps, 300 it.)"
-    assert label("attack=segpgd") == "PGD (Bal-CE, 300 it.)"
+    assert label("attack=segpgd") == "SegPGD (300 it.)" and label("attack=cospgd") == "CosPGD (300 it.)"
+    assert label("attack=apgd_segpgd").startswith("SegAPGD (") and label("attack=pgd") == "PGD (CE, 300 it.)"
     assert label("attack=square") == "Square (5000 queries)"
     assert label("attack=alma_prox") == "ALMA prox (500 it.)"
 

@@ -71,6 +71,7 @@ def test_three_shards_merged_equal_one_process(tmp_path, kind):
     assert [s["images"] for s in shards] == [2, 2, 1] and all("shard" in s for s in shards)  # batches 0, 1, 2
     merged = _merge(*(s["dir"] for s in shards), output=tmp_path / "merged")
     assert _per_image(merged) == _per_image(single)
+    assert "merged from 3 shards" in merged["report"] and "merged from" not in single["report"]
     assert _table(merged) == _table(single)
     state = torch.load(single["dir"] / "evaluation_state.pt", weights_only=True)
     assert _confusions(merge_states([s["dir"] for s in shards])["totals"]) == _confusions(state["totals"])

@@ -25,6 +25,12 @@ from robust_seg.names import COMPONENT_LABELS, MINIMAL_NORM_KEY
 BOUNDED, MINIMAL_NORM = "bounded", "minimal_norm"
 
 
+PAPER_NAMES = {("pgd", "bal_ce"): "SegPGD", ("pgd", "cossim_ce"): "CosPGD", ("apgd", "bal_ce"): "SegAPGD",
+               ("apgd", "cossim_ce"): "CosAPGD"}
+"""PGD on SegPGD's balanced CE (Gu et al. 2022) and on CosPGD's cosine-weighted CE (Agnihotri & Keuper 2023), and
+APGD on the same losses: the names of the SEA paper's Tables 1 and 7."""
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     """An attack of the ``attack`` config group: its function ``attack(model, images, labels, **options)``, its
@@ -103,8 +109,12 @@ class ResolvedAttack:
 
     @property
     def label(self) -> str:
-        """A readable name, e.g. ``SEA (4 losses x 50 it.)``, ``APGD (Mask-CE, red-eps, 300 it.)``."""
+        """A readable name, e.g. ``SEA (4 losses x 50 it.)``, ``APGD (Mask-CE, red-eps, 300 it.)``, ``SegPGD (300 it.)``
+        (PGD / APGD on the loss of SegPGD or CosPGD are named as the SEA paper's tables name them)."""
         options, parts = self.options, []
+        paper_name = PAPER_NAMES.get((self.name, options.get("loss")))
+        if paper_name is not None:
+            options = {key: value for key, value in options.items() if key != "loss"}
         if "losses" in options:
             parts.append(f"{len(options['losses'])} losses x {options.get('iterations', 300)} it.")
         else:
@@ -118,7 +128,7 @@ class ResolvedAttack:
             parts.append(f"{options['queries']} queries")
         if self.target is not None:
             parts.append(f"targeted: {self.target.description}")
-        name = self.spec.label
+        name = paper_name or self.spec.label
         return f"{name} ({', '.join(parts)})" if parts else name
 
     def expected_passes(self) -> int | None:

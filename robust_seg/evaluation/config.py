@@ -27,8 +27,8 @@ class EvaluateConfig(RunConfig):
     """Attack-failure checks in the report of a bounded attack (robust_seg/evaluation/diagnostics.py)."""
     shard: int = 0
     num_shards: int = 1
-    """Evaluate only shard ``shard`` (images shard, shard + num_shards, ...) of ``num_shards``; merge the shards'
-    run directories with ``python -m robust_seg.merge`` (robust_seg/evaluation/shards.py)."""
+    """Evaluate only shard ``shard`` (the one-process batches shard, shard + num_shards, ...) of ``num_shards``;
+    merge the shards' run directories with ``python -m robust_seg.merge`` (robust_seg/evaluation/shards.py)."""
 
 
 def check_evaluate_config(cfg):

@@ -147,8 +147,9 @@ class Diagnostics:
         merged.seconds = sum(p.seconds for p in parts)
         return merged
 
-    def summary(self, attack_seconds: float) -> dict:
-        """The checks, each {'status': 'ok'|'flag'|'n/a', 'value', 'detail'}, and their cost."""
+    def summary(self, attack_seconds: float, attack=None) -> dict:
+        """The checks, each {'status': 'ok'|'flag'|'n/a', 'value', 'detail'}, and their cost; ``attack`` (the
+        resolved attack) lets a flag name its likely cause."""
         images = len(self.indices)
         checks = {}
         bad = sum(self.gradient_unusable)
@@ -169,7 +170,8 @@ class Diagnostics:
         acc = sum(self.unconstrained_acc) / max(len(self.unconstrained_acc), 1)
         checks["unconstrained_attack"] = {
             "status": "flag" if acc > UNCONSTRAINED_MAX_ACC else "ok", "value": acc,
-            "detail": f"ACC {acc:.1f}% under the same attack at eps = 1 (flag above {UNCONSTRAINED_MAX_ACC:g}%)"}
+            "detail": f"ACC {acc:.1f}% under the same attack at eps = 1 (flag above {UNCONSTRAINED_MAX_ACC:g}%)"
+                      + (_budget_hint(attack) if acc > UNCONSTRAINED_MAX_ACC else "")}
         radii = [k for k in self.keys if self.white_acc.get(k)]
         means = [sum(self.white_acc[k]) / len(self.white_acc[k]) for k in radii]
         rising = [f"{a} -> {b}" for (a, b, x, y) in zip(radii, radii[1:], means, means[1:]) if y > x + 1e-9]
@@ -188,11 +190,26 @@ class Diagnostics:
         parts += [f"Square after SEA lowered {n} image(s) at {k}" for k, n in square.items() if n]
         checks["black_box_beats_white_box"] = {
             "status": "flag" if total else "ok", "value": total,
-            "detail": "; ".join(parts) or "no black-box probe beat the white-box attack on any image",
+            "detail": ("; ".join(parts) or "no black-box probe beat the white-box attack on any image")
+                      + ("; the attack is itself black-box: a random vertex beating it says it is weak here, not that "
+                         "gradients are masked" if total and attack is not None and attack.name == "square" else ""),
             **({"square_improved": square} if square else {})}
         return {"checks": checks, "seconds": self.seconds,
                 "cost_fraction": self.seconds / attack_seconds if attack_seconds > 0 else None,
                 "flagged": [name for name, check in checks.items() if check["status"] == "flag"]}
+
+
+def _budget_hint(attack) -> str:
+    """Why an unconstrained attack can fail besides masked gradients: its small budget."""
+    if attack is None:
+        return ""
+    options = unconstrained_variant(attack).options
+    budget = {key: options[key] for key in ("iterations", "queries") if key in options}
+    if not budget:
+        return ""
+    said = ", ".join(f"{value} {key}" for key, value in budget.items())
+    return (f"; it ran with {said}: at a tiny budget the budget is the "
+            "likely cause, so rerun with more attack.options.iterations before suspecting masked gradients")
 
 
 def not_applicable() -> dict:

@@ -90,7 +90,11 @@ def provenance_markdown(results: EvaluationResults) -> str:
              f"- software: robust_seg {software['robust_seg']}" + (f" ({software['commit']})" if software.get("commit")
                                                                     else "") + f", torch {software['torch']}"
              + (f", mmseg {software['mmseg']}" if software.get("mmseg") else ""),
-             f"- command-line overrides: {' '.join(record['overrides']) or '(none)'}"]
+             f"- command-line overrides: {' '.join(record['overrides']) or '(none)'}"
+             + (" (those of shard 0)" if record.get("shards") else "")]
+    if record.get("shards"):
+        lines.insert(0, f"- merged from {merged_count(record['shards'])} shards (python -m robust_seg.merge or "
+                        "torchrun): every image of the evaluation, each attacked once")
     banner = [RANDOM_WEIGHTS_BANNER, ""] if results.random_weights else []
     return "\n".join(banner + lines) + "\n\n"
 
@@ -102,6 +106,11 @@ def short_weights(results: EvaluationResults) -> str:
     if model.get("checkpoint"):
         return Path(str(model["checkpoint"])).name
     return "RANDOM WEIGHTS" if results.random_weights else results.weights
+
+
+def merged_count(shards) -> int:
+    """The number of shards a merged run's record lists (a list of shards, or their count)."""
+    return len(shards) if isinstance(shards, (list, tuple, dict)) else int(shards)
 
 
 def results_markdown(results: EvaluationResults) -> str:

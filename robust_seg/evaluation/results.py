@@ -128,7 +128,7 @@ def build_results(cfg, attack, radii: list[Radius], provenance: dict, totals: di
         results.paper = {**paper, "attack": cfg.attack.name, "protocol": zoo.protocol,
                          "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
     if not attack.minimal_norm:
-        results.diagnostics = diagnostics.summary(state["seconds"] - diagnostics.seconds) \
+        results.diagnostics = diagnostics.summary(state["seconds"] - diagnostics.seconds, attack) \
             if diagnostics is not None else not_applicable()
     return results
 
