@@ -154,8 +154,10 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
             inside_rows = (row_index >= corner[:, :1, None]) & (row_index < corner[:, :1, None] + side)  # (R, 1, H)
             inside_cols = (col_index >= corner[:, 1:, None]) & (col_index < corner[:, 1:, None] + side)  # (R, 1, W)
             window = (inside_rows.unsqueeze(-1) & inside_cols.unsqueeze(-2))  # (R, 1, H, W)
-            vertex = torch.where(sign_bits[rows, offset].view(-1, channels, 1, 1), upper[rows], lower[rows])
-            candidate = torch.where(window, vertex, current[rows])
+            upper_rows, lower_rows, current_rows = (upper, lower, current) if everyone_runs else \
+                (upper[rows], lower[rows], current[rows])  # no copies while every image is still attacked
+            vertex = torch.where(sign_bits[rows, offset].view(-1, channels, 1, 1), upper_rows, lower_rows)
+            candidate = torch.where(window, vertex, current_rows)
             logits = model(candidate)
             tick()
             objective, hits = margin(logits, None if everyone_runs else rows)

@@ -173,9 +173,9 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
     if state["next_batch"]:
         log.info("resuming after batch %d of %d", state["next_batch"], len(evaluation.loader))
     batches = len(evaluation.loader)
-    per_batch = [1 if radius == 0 else attack.expected_passes() for radius, _ in runs]
-    counted = None not in per_batch  # passes of every run known: the meter counts passes, else batches
-    per_batch = sum(per_batch) if counted else 1
+    passes = [1 if radius == 0 else attack.expected_passes() for radius, _ in runs]
+    counted = None not in passes  # passes of every run known: the meter counts passes, else batches
+    per_batch = sum(passes) if counted else 1
     progress = RunProgress(batches * per_batch, attack.label, "pass" if counted else "batch",
                            done=state["next_batch"] * per_batch)
     try:

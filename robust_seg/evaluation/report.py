@@ -93,7 +93,7 @@ def provenance_markdown(results: EvaluationResults) -> str:
              f"- command-line overrides: {' '.join(record['overrides']) or '(none)'}"
              + (" (those of shard 0)" if record.get("shards") else "")]
     if record.get("shards"):
-        lines.insert(0, f"- merged from {merged_count(record['shards'])} shards (python -m robust_seg.merge or "
+        lines.insert(0, f"- merged from {record['shards']} shards (python -m robust_seg.merge or "
                         "torchrun): every image of the evaluation, each attacked once")
     banner = [RANDOM_WEIGHTS_BANNER, ""] if results.random_weights else []
     return "\n".join(banner + lines) + "\n\n"
@@ -106,11 +106,6 @@ def short_weights(results: EvaluationResults) -> str:
     if model.get("checkpoint"):
         return Path(str(model["checkpoint"])).name
     return "RANDOM WEIGHTS" if results.random_weights else results.weights
-
-
-def merged_count(shards) -> int:
-    """The number of shards a merged run's record lists (a list of shards, or their count)."""
-    return len(shards) if isinstance(shards, (list, tuple, dict)) else int(shards)
 
 
 def results_markdown(results: EvaluationResults) -> str:
