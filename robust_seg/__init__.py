@@ -10,12 +10,13 @@ IGNORE_INDEX = 255
 
 __version__ = "0.1.0"
 
-__all__ = ["IGNORE_INDEX", "attacks", "evaluate", "load_model", "__version__"]
+__all__ = ["IGNORE_INDEX", "attacks", "evaluate", "load_data", "load_model", "__version__"]
 
 
 def __getattr__(name: str):
-    """``rs.load_model``, ``rs.evaluate`` (robust_seg.api) and ``rs.attacks``, imported on first use."""
-    if name in ("load_model", "evaluate", "compose"):
+    """``rs.load_model``, ``rs.load_data``, ``rs.evaluate`` (robust_seg.api) and ``rs.attacks``, imported on first
+    use."""
+    if name in ("load_model", "load_data", "evaluate", "compose"):
         from robust_seg import api
 
         return getattr(api, name)

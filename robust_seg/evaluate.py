@@ -14,7 +14,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from robust_seg.evaluation.config import EvaluateConfig  # noqa: E402
 from robust_seg.names import WORST  # noqa: E402
-from robust_seg.paths import CONFIGS  # noqa: E402
+from robust_seg.names import CONFIGS  # noqa: E402
 from robust_seg.run.cli import run_job, run_main  # noqa: E402
 from robust_seg.run.config import register_configs  # noqa: E402
 

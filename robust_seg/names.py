@@ -1,9 +1,13 @@
-"""Names shared by the attacks, the evaluation and the reports, without importing any: SEA's losses, readable
-labels and the keys of ``results.json``.
+"""Names and places shared by the whole package, without importing any of it: SEA's losses, readable labels, the
+keys of ``results.json``, and where the project's own files lie (the repository, the Hydra configs, the shipped
+assets and the zoo entries).
 
 A report or table (``robust_seg.reporting``) reads these without loading torch; the attacks use the same tuples.
+The paths are absolute, so that the entry points work as ``python -m`` and as console scripts from any directory.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 SEA_LOSSES = ("mask_ce", "bal_ce", "js", "mask_sph")
 """The four losses of SEA (SEA paper Sec. 2.4)."""
@@ -26,3 +30,12 @@ WORST = "worst_case"
 
 MINIMAL_NORM_KEY = "minimal_norm"
 """The results key of a minimal-norm attack's one run (its radii only serve the robust-at-eps curve)."""
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository (a git checkout: the provenance records its commit)."""
+CONFIGS = ROOT / "configs"
+"""The Hydra config directory."""
+ASSETS = ROOT / "robust_seg" / "assets"
+"""Files shipped with the package: the embedded model's weights, the synthetic target map."""
+ZOO_DIR = CONFIGS / "model" / "zoo"
+"""The zoo: one model config per released checkpoint (``robust_seg.models.zoo``)."""

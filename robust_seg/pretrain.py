@@ -4,7 +4,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from robust_seg.paths import CONFIGS
+from robust_seg.names import CONFIGS
 from robust_seg.run.cli import run_job, run_main
 from robust_seg.run.config import register_configs
 from robust_seg.training.config import PretrainConfig

@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from robust_seg.paths import CONFIGS  # noqa: E402
+from robust_seg.names import CONFIGS  # noqa: E402
 from robust_seg.run.cli import run_job, run_main  # noqa: E402
 from robust_seg.run.config import register_configs  # noqa: E402
 from robust_seg.training.config import TrainConfig  # noqa: E402

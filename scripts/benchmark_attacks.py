@@ -86,7 +86,7 @@ def load_model(spec: str, width: int) -> nn.Module:
         from omegaconf import OmegaConf
 
         from robust_seg.models.build import build_model
-        from robust_seg.paths import ROOT
+        from robust_seg.names import ROOT
 
         torch.manual_seed(0)
         return build_model(OmegaConf.load(ROOT / "configs" / "model" / f"{spec[6:]}.yaml"), num_classes=21).eval()
@@ -100,7 +100,7 @@ def load_batch(spec: str, model: nn.Module, batch: int, size: int) -> tuple[torc
         from omegaconf import OmegaConf
 
         from robust_seg.data import build_dataset
-        from robust_seg.paths import ROOT
+        from robust_seg.names import ROOT
 
         dataset = build_dataset(OmegaConf.load(ROOT / "configs/dataset/synthetic.yaml"), split="val", train=False)
         items = [dataset[i] for i in range(batch)]

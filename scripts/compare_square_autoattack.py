@@ -117,7 +117,7 @@ def main() -> None:
     def ours(skip: bool):
         result = square(model, images, labels, eps=args.eps, queries=args.queries, skip_solved=skip,
                         image_seeds=list(range(args.batch)))
-        return result.extras["forwards"].double(), result.accuracy
+        return result.extras["forwards"].double(), result.accuracy / 100  # a fraction, as AutoAttack's
 
     def theirs():
         attack = attack_class(model, norm="Linf", eps=args.eps, n_queries=args.queries, p_init=0.8, seed=0)

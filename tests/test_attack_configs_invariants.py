@@ -10,7 +10,7 @@ from robust_seg.attacks.invariants import check_linf_box
 from robust_seg.attacks.registry import resolve_attack
 from robust_seg.data import build_dataset
 from robust_seg.models.embedded import load_embedded_model
-from robust_seg.paths import ROOT
+from robust_seg.names import ROOT
 
 CONFIGS = sorted((ROOT / "configs" / "attack").glob("*.yaml"))
 RADII = [0.0, 0.5 / 255, 4 / 255, 16 / 255]

@@ -394,7 +394,7 @@ def test_a_missing_dataset_names_the_root_and_the_prepare_command(tmp_path, name
 
     from robust_seg.data import build_dataset
     from robust_seg.data.errors import DatasetNotFoundError
-    from robust_seg.paths import CONFIGS
+    from robust_seg.names import CONFIGS
 
     cfg = OmegaConf.load(CONFIGS / "dataset" / f"{name}.yaml")
     cfg.root = str(tmp_path / "missing")

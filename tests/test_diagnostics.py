@@ -15,7 +15,7 @@ from robust_seg.attacks import check_linf_box, sea
 from robust_seg.attacks.black_box import square, window_fraction
 from robust_seg.data import build_dataset
 from robust_seg.models.embedded import load_embedded_model
-from robust_seg.paths import ROOT
+from robust_seg.names import ROOT
 from tests.conftest import killed_at_batch
 from tests.test_run_integrity import call
 
@@ -108,7 +108,7 @@ def test_square_on_the_shipped_model_is_weaker_than_sea_but_finds_pixels(model, 
     white = sea(model, images, labels, eps=EPS, iterations=20, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         clean = (model(images).argmax(1) == labels)[labels != 255].float().mean().item()
-    assert white.accuracy.mean() < result.accuracy.mean() < clean
+    assert white.accuracy.mean() < result.accuracy.mean() < 100 * clean
     alone = square(model, images[2:3], labels[2:3], eps=EPS, queries=300, image_seeds=[2])
     assert torch.equal(alone.adv_images[0], result.adv_images[2])  # per-image randomness: batch-independent
 
@@ -139,8 +139,8 @@ def test_sea_finds_a_planted_shortcut_at_its_radius_and_not_below(model, batch):
     assert known < 0.05  # the planted adversarial example
     at_radius = sea(wrapped, images, labels, eps=EPS, iterations=20, generator=torch.Generator().manual_seed(0))
     below = sea(wrapped, images, labels, eps=EPS / 4, iterations=20, generator=torch.Generator().manual_seed(0))
-    assert at_radius.accuracy.mean() < 0.05
-    assert below.accuracy.mean() > 0.8
+    assert at_radius.accuracy.mean() < 5
+    assert below.accuracy.mean() > 80
 
 
 class Quantised(nn.Module):

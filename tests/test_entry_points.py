@@ -36,6 +36,20 @@ def test_multirun_grid_runs_every_combination(tmp_path):
         combinations.add((config["attack"]["name"], Path(config["model"]["checkpoint"]).name))
         titles.add((job / "results.md").read_text().splitlines()[0])
     assert len(combinations) == 4 and len(titles) == 4  # every run's title tells it apart
+    # the table of the grid: 2 x 2, each cell the ACC at 4/255 of its run's results.json
+    from robust_seg.reporting.grid import build_grid, to_markdown
+
+    table = build_grid([tmp_path / "outputs/evaluate/multirun/grid"], rows=["model"], columns=["attack"],
+                       radii=["4/255"], metrics=["acc"])
+    assert len(table.rows) == 2 and len(table.columns) == 2 and not table.flags
+    for row, cells in zip(table.rows, table.cells):
+        for column, cell in zip(table.columns, cells):
+            (run,) = cell.runs
+            results = json.loads((run / "results.json").read_text())
+            assert f"model={row[0]}" in results["provenance"]["overrides"]
+            assert f"attack={column[0]}" in results["provenance"]["overrides"]
+            assert cell.mean == results["radii"]["4/255"]["worst_case"]["acc"]
+    assert to_markdown(table).count("\n| embedded") == 2
 
 
 def test_training_hands_over_its_weights_and_the_command_that_evaluates_them(tmp_path):

@@ -15,14 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "robust_seg"
 
 LAYERS = (
-    ("ground", ("__init__", "errors", "names", "paths", "compat")),
+    ("ground", ("__init__", "errors", "names", "compat")),
     ("config values", ("radii", "config_checks")),
     ("domain", ("metrics", "data", "models")),
     ("attacks", ("attacks",)),
     ("reporting", ("reporting",)),
     ("run plumbing", ("run",)),
     ("workflows", ("evaluation", "training")),
-    ("entry points", ("api", "evaluate", "train", "pretrain", "merge", "zoo")),
+    ("entry points", ("api", "evaluate", "train", "pretrain", "merge", "table", "zoo")),
 )
 """From the ground up: each unit (a top-level module or a package of ``robust_seg/``) and its layer."""
 LAYER_OF = {unit: index for index, (_, units) in enumerate(LAYERS) for unit in units}

@@ -19,7 +19,7 @@ def test_quick_start_code_blocks_run_as_written(tmp_path, monkeypatch):
     text = (ROOT / "docs" / "python_api.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 4
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)  # from any directory: nothing in the quick start is relative to the checkout
     import robust_seg.evaluate  # noqa: F401  (the entry point's module shadows rs.evaluate: it must still work)
 
     namespace: dict = {}
@@ -28,6 +28,73 @@ def test_quick_start_code_blocks_run_as_written(tmp_path, monkeypatch):
         exec(compile(textwrap.dedent(code), "docs/python_api.md", "exec"), namespace)
     assert namespace["results"]["radii"]["8/255"]["worst_case"]["images"] == 4
     assert (tmp_path / "quick_start" / "results.json").exists()
+    own = json.loads((tmp_path / "own_data" / "results.json").read_text())
+    assert own["dataset"].startswith("tensors (4 images") and own["provenance"]["dataset"]["fingerprint"]
+    assert list(own["radii"]["0"]["worst_case"]["per_class_iou"]) == ["sky", "road", "car"]
+
+
+def three_class_factory():
+    torch.manual_seed(3)
+    return TinySegmenter(classes=3)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """A user's own Dataset: (image, label) pairs."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+
+def test_own_data_as_tensors_dataset_or_loader_gives_the_cli_numbers(tmp_path):
+    """A 3-class toy model on 4 synthetic images: rs.evaluate with (a) tensors, (b) a Dataset, (c) a DataLoader
+    equals the command line on the same images, radius by radius, with diagnostics."""
+    import robust_seg as rs
+
+    cli = ["model=custom", "model.target=tests.test_python_api.three_class_factory", "dataset.num_classes=3",
+           "attack=apgd", "attack.options.iterations=3", "batch_size=2"]
+    code, out, err = _evaluate(tmp_path, *cli)
+    assert code == 0, err[-2000:]
+    expected = json.loads((Path(out.strip().splitlines()[-1].split("run directory: ")[-1]) / "results.json").read_text())
+    dataset = rs.load_data("synthetic", overrides=["dataset.num_classes=3", "dataset.synthetic.num_val=4"])
+    images = torch.stack([dataset[i]["image"] for i in range(4)])
+    labels = torch.stack([dataset[i]["label"] for i in range(4)])
+    forms = {"tensors": (images, labels), "dataset": PairDataset(images, labels),
+             "loader": torch.utils.data.DataLoader(PairDataset(images, labels), batch_size=2, shuffle=True)}
+    for form, data in forms.items():
+        got = rs.evaluate(three_class_factory(), data, attack="apgd", eps=[0, 8 / 255], iterations=3,
+                          overrides=["batch_size=2"], run_dir=tmp_path / form)
+        assert got["images"] == 4 and set(got["radii"]) == {"0", "8/255"}, form
+        for radius in ("0", "8/255"):
+            mine, cli_entry = got["radii"][radius]["worst_case"], expected["radii"][radius]["worst_case"]
+            assert mine["per_image_acc"] == cli_entry["per_image_acc"], (form, radius)
+            assert mine["miou"] == cli_entry["miou"] and mine["acc"] == cli_entry["acc"], (form, radius)
+        assert got["diagnostics"]["checks"] == expected["diagnostics"]["checks"], form
+        assert (tmp_path / form / "results.md").exists()
+
+
+def test_own_data_errors_are_one_line(tmp_path):
+    import robust_seg as rs
+    from robust_seg.data.errors import DatasetError
+    from robust_seg.errors import ConfigError
+
+    images, labels = torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long)
+    with pytest.raises(DatasetError, match="divide 8-bit images by 255"):
+        rs.evaluate(TinySegmenter(3), (images * 255, labels), attack="apgd", eps=[0], run_dir=tmp_path / "a")
+    with pytest.raises(DatasetError, match=r"must be tensors \(N, 3, H, W\) and \(N, H, W\)"):
+        rs.evaluate(TinySegmenter(3), (images, labels[0]), attack="apgd", eps=[0], run_dir=tmp_path / "b")
+    with pytest.raises(ConfigError, match="looks like 8/255"):
+        rs.attacks.apgd(TinySegmenter(3), images, labels, eps=8, iterations=1)
+    moved = labels.clone()
+    moved[:, 0] = -1  # another ignore index is mapped to 255
+    result = rs.evaluate(TinySegmenter(3), (images, moved), ignore_index=-1, attack="apgd", eps=[0],
+                         run_dir=tmp_path / "c")
+    assert result["radii"]["0"]["worst_case"]["images"] == 2
 
 
 class TinySegmenter(nn.Module):

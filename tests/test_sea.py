@@ -72,7 +72,7 @@ def test_sea_is_the_per_image_worst_case_of_its_components():
     for image, index in enumerate(chosen.tolist()):
         assert torch.equal(result.adv_images[image], result.components[SEA_LOSSES[index]].adv_images[image])
     torch.testing.assert_close(result.predictions, model(result.adv_images).argmax(1))
-    torch.testing.assert_close(result.accuracy, pixel_accuracy(result.predictions, labels))
+    torch.testing.assert_close(result.accuracy, 100 * pixel_accuracy(result.predictions, labels))
 
 
 @pytest.mark.parametrize("eps", [0.0, 2 / 255, 64 / 255])

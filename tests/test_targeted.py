@@ -60,7 +60,7 @@ def test_alma_prox_from_config_reaches_a_class_target():
     valid = labels != IGNORE_INDEX
     assert (result.extras["apsr"] >= 0.99).all() and result.extras["success"].all()
     assert ((result.predictions == 2) | ~valid).flatten(1).float().mean(1).min() >= 0.99
-    assert torch.equal(result.accuracy, pixel_accuracy(result.predictions, labels))  # ACC: ground truth
+    assert torch.equal(result.accuracy, 100 * pixel_accuracy(result.predictions, labels))  # ACC: ground truth
     check_linf_box(result.adv_images, images, result.extras["norm"])
     assert torch.equal(result.predictions, model(result.adv_images).argmax(1))
     untargeted = resolve_attack(attack_cfg("alma_prox", None, iterations=200)).run(model, images, labels, eps=None)
@@ -83,11 +83,11 @@ def test_apgd_js_from_config_reaches_a_target_map(tmp_path):
     assert (result.predictions[attacked] == expected[attacked]).float().mean() >= 0.99
     assert torch.allclose(result.extras["apsr"], apsr(result.predictions, labels, expected))
     assert (result.extras["apsr"] >= 0.99).all()
-    assert torch.equal(result.accuracy, pixel_accuracy(result.predictions, labels))
+    assert torch.equal(result.accuracy, 100 * pixel_accuracy(result.predictions, labels))
     assert (result.accuracy == 0).all()
     check_linf_box(result.adv_images, images, 0.08)
     clean = attack.run(model, images, labels, eps=0)  # radius 0: clean, APSR still w.r.t. the target
-    assert (clean.accuracy == 1).all() and (clean.extras["apsr"] == 0).all()
+    assert (clean.accuracy == 100).all() and (clean.extras["apsr"] == 0).all()
 
 
 def test_target_labels_are_built_per_batch_deterministically(tmp_path):

@@ -16,7 +16,7 @@ import torch
 
 from robust_seg.reporting import published
 from robust_seg.models.zoo import zoo_models
-from robust_seg.paths import ZOO_DIR
+from robust_seg.names import ZOO_DIR
 from robust_seg.reporting.published import paper_numbers
 from tests.conftest import assert_markdown_tables, compose_config
 from tests.test_run_integrity import ASSET, CLEAN_ASSET, call

@@ -182,7 +182,7 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
     extras = {"objective": best_objective, "forwards": forwards, "backwards": torch.zeros(batch, dtype=torch.long)}
     if targeted:
         extras["target_agreement"] = pixel_accuracy(best_predictions, target_labels)
-    return AttackResult(best, best_predictions, pixel_accuracy(best_predictions, labels), extras)
+    return AttackResult(best, best_predictions, 100 * pixel_accuracy(best_predictions, labels), extras)
 
 
 def sea_square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float,

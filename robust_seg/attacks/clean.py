@@ -12,4 +12,4 @@ from robust_seg.metrics.segmentation import pixel_accuracy
 def clean(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float = 0.0) -> AttackResult:
     """Clean predictions; ``eps`` is accepted so that every attack shares one calling convention."""
     predictions = predicted_classes(model(images))
-    return AttackResult(images, predictions, pixel_accuracy(predictions, labels))
+    return AttackResult(images, predictions, 100 * pixel_accuracy(predictions, labels))

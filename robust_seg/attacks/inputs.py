@@ -9,6 +9,7 @@ import torch
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.errors import RobustSegError
+from robust_seg.radii import parse_radius
 
 
 class AttackInputError(RobustSegError, ValueError):
@@ -53,9 +54,12 @@ def check_attack_inputs(model: torch.nn.Module, images: torch.Tensor, labels: to
 
 
 def checked(attack: Callable) -> Callable:
-    """``attack(model, images, labels, ...)`` with :func:`check_attack_inputs` first (the public API's form)."""
+    """``attack(model, images, labels, ...)`` with :func:`check_attack_inputs` first (the public API's form); ``eps``
+    as a float in [0, 1] or the papers' string (``"8/255"``), parsed as the command line parses it."""
     @functools.wraps(attack)
     def run(model, images, labels, *args, **kwargs):
         check_attack_inputs(model, images, labels)
+        if "eps" in kwargs:
+            kwargs["eps"] = parse_radius(kwargs["eps"], "eps")
         return attack(model, images, labels, *args, **kwargs)
     return run

@@ -226,7 +226,8 @@ def attack_result(
     }
     if objective.targeted:
         extras["target_agreement"] = -best.score
-    return AttackResult(best.adv_images.detach(), best.predictions, pixel_accuracy(best.predictions, labels), extras)
+    return AttackResult(best.adv_images.detach(), best.predictions, 100 * pixel_accuracy(best.predictions, labels),
+                        extras)
 
 
 def pgd(

@@ -97,17 +97,17 @@ class Diagnostics:
         with torch.enable_grad():
             unconstrained = unconstrained_variant(attack).run(model, images, labels, eps=UNCONSTRAINED_EPS,
                                                               seed=(seed, 999_983), image_indices=indices)
-        self.unconstrained_acc += (100 * unconstrained.accuracy.double().cpu()).tolist()
+        self.unconstrained_acc += unconstrained.accuracy.double().cpu().tolist()
         for radius_index, (radius, key) in enumerate(radii):
             result = results[key]
-            self.white_acc[key] += (100 * result.accuracy.double().cpu()).tolist()
+            self.white_acc[key] += result.accuracy.double().cpu().tolist()
             if radius > 0:
                 probe = random_vertex(images, radius, [mix_seed(seed, radius_index, 4_001, i) for i in indices])
                 with torch.no_grad():
                     accuracy = pixel_accuracy(predicted_classes(model(probe)), labels)
                 self.noise_acc[key] += (100 * accuracy.double().cpu()).tolist()
             else:
-                self.noise_acc[key] += (100 * result.accuracy.double().cpu()).tolist()
+                self.noise_acc[key] += result.accuracy.double().cpu().tolist()
             for name, store in (("late_improvement", self.late), ("square_improved", self.square_improved)):
                 if name in result.extras:
                     store.setdefault(key, []).extend(bool(v) for v in result.extras[name].cpu().tolist())

@@ -39,6 +39,7 @@ from robust_seg.evaluation.report import write_reports
 from robust_seg.evaluation.results import build_results
 from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
+from robust_seg.metrics.segmentation import pixel_accuracy
 from robust_seg.models import build_model
 from robust_seg.models.external import check_model_output
 from robust_seg.names import WORST
@@ -94,13 +95,14 @@ def _load_state(run_dir: Path, resume: bool, new_fingerprint: dict) -> dict | No
     return state
 
 
-def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0, model=None) -> Evaluation:
-    """Check every input, then build data, model and attack; nothing is written to the run directory."""
+def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0, model=None, data=None) -> Evaluation:
+    """Check every input, then build data, model and attack; nothing is written to the run directory. ``model`` and
+    ``data`` (``robust_seg.data.user.UserData``) come from the Python API instead of the config."""
     radii, attack = check_evaluate_config(cfg)
     protocol = apply_protocol(cfg)
     device = set_up_run(cfg.runtime, cfg.seed, local_rank)
     split = {"val": cfg.dataset.val_split, "train": cfg.dataset.train_split}.get(cfg.split, cfg.split)
-    whole = _limit(build_dataset(cfg.dataset, split=split, train=False), cfg.max_images)
+    whole = _limit(data if data is not None else build_dataset(cfg.dataset, split=split, train=False), cfg.max_images)
     total_images = len(whole)
     dataset = whole if shard.whole else torch.utils.data.Subset(whole, shard.indices(total_images, cfg.batch_size))
     loader = build_loader(dataset, batch_size=cfg.batch_size, train=False, seed=cfg.seed,
@@ -123,8 +125,9 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
         "model": {"name": name, **model.weights, "label": weights_label(model.weights),
                   **({"target": cfg.model.target} if cfg.model.target else {}),
                   **({"config": cfg.model.config} if cfg.model.config else {})},
-        "dataset": {"name": cfg.dataset.name, "root": cfg.dataset.root, "split": split, "images": total_images,
-                    "num_classes": cfg.dataset.num_classes,
+        "dataset": {"name": cfg.dataset.name if data is None else data.name, "root": None if data else cfg.dataset.root,
+                    "split": split, "images": total_images, "num_classes": cfg.dataset.num_classes,
+                    **({} if data is None else {"fingerprint": data.fingerprint}),
                     "protocol": {"name": protocol.protocol, "outlines": protocol.outlines,
                                  "description": protocol.describe()}},
         "attack": {"name": attack.name, "label": attack.label, "description": attack.description,
@@ -137,9 +140,11 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
         "config": config,
     }
     facts = {"weights.sha256": model.weights["sha256"], "weights.backbone": model.weights["backbone"],
-             "dataset.images": total_images, "shard": shard.index, "num_shards": shard.count}
-    return Evaluation(cfg, run, device, radii, attack, dataset, loader, model, runs, dataset_class_names(cfg.dataset),
-                      provenance, fingerprint(config, **facts), shard)
+             "dataset.images": total_images, "shard": shard.index, "num_shards": shard.count,
+             **({} if data is None else {"dataset.fingerprint": data.fingerprint})}
+    class_names = dataset_class_names(cfg.dataset) if data is None else data.class_names
+    return Evaluation(cfg, run, device, radii, attack, dataset, loader, model, runs, class_names, provenance,
+                      fingerprint(config, **facts), shard)
 
 
 def apply_protocol(cfg) -> EvalProtocol:
@@ -218,19 +223,19 @@ def _attack_batches(evaluation: Evaluation, state: dict, totals: dict, calibrati
                 check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])
                 comp = totals.setdefault(key, {}).setdefault(
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
-                comp.add(outcome.predictions, labels, outcome.accuracy, outcome.extras, indices)
+                comp.add(outcome.predictions, labels, pixel_accuracy(outcome.predictions, labels), outcome.extras, indices)
             if calibration is not None:
                 try:
                     calibration.update(key, evaluation.model, result.adv_images, labels)
                 except RobustSegError as error:  # e.g. NaN logits: name the batch and the radius
                     raise type(error)(f"batch {batch_index} (images {', '.join(map(str, batch['name'][:4]))}), "
                                       f"radius {key}: {error}") from None
-            record["acc"][key] = {n: [round(100 * a, 4) for a in o.accuracy.tolist()] for n, o in outcomes.items()}
+            record["acc"][key] = {n: [round(a, 4) for a in o.accuracy.tolist()] for n, o in outcomes.items()}
             by_radius[key] = result
             if figure is not None:
                 count = min(cfg.figure_images, images.shape[0])
                 figure[key] = {"adv": result.adv_images[:count].cpu(), "pred": result.predictions[:count].cpu(),
-                               "acc": result.accuracy[:count].cpu()}
+                               "acc": result.accuracy[:count].cpu() / 100}
         if diagnostics is not None:
             diagnostics.on_batch(evaluation.model, attack, images, labels, indices, runs, by_radius, cfg.attack.seed)
             state["diagnostics"] = diagnostics.state_dict()
@@ -280,7 +285,7 @@ def _start_state(evaluation: Evaluation) -> dict:
                 "dataset"]["images"], "next_batch": 0, "seconds": 0.0, "figure": None, "totals": {}, "finished": False}
 
 
-def evaluate(cfg, run_dir: str | Path | RunDirectory, model=None) -> dict:
+def evaluate(cfg, run_dir: str | Path | RunDirectory, model=None, data=None) -> dict:
     """Evaluate ``cfg.model`` on ``cfg.dataset`` under ``cfg.attack`` at every radius; return the results dict.
 
     Under torchrun (several processes) rank r evaluates shard r of the images into ``<run dir>/shards/<r>`` and
@@ -291,22 +296,23 @@ def evaluate(cfg, run_dir: str | Path | RunDirectory, model=None) -> dict:
     try:
         if distributed.enabled:
             return _evaluate_distributed(cfg, run, distributed)
-        return _evaluate_shard(cfg, run, Shard(cfg.shard, cfg.num_shards), model=model)
+        return _evaluate_shard(cfg, run, Shard(cfg.shard, cfg.num_shards), model=model, data=data)
     finally:
         if not isinstance(run_dir, RunDirectory):
             run.detach_log()
 
 
 def _evaluate_shard(cfg, run: RunDirectory, shard: Shard, local_rank: int = 0, write_reports_: bool = True,
-                    model=None) -> dict:
-    evaluation = prepare(cfg, run, shard, local_rank, model)
+                    model=None, data=None) -> dict:
+    evaluation = prepare(cfg, run, shard, local_rank, model, data)
     state = _load_state(run.path, cfg.resume, evaluation.fingerprint) or _start_state(evaluation)
     run.accept(cfg)
     if evaluation.model.weights["source"] in ("random", "backbone"):
         log.warning("evaluating a model WITHOUT trained weights (%s): model.random_weights=true",
                     weights_label(evaluation.model.weights))
     log.info("model %s: %s; data %s/%s (%d images%s); attack %s", cfg.model.name,
-             evaluation.provenance["model"]["label"], cfg.dataset.name, evaluation.provenance["dataset"]["split"],
+             evaluation.provenance["model"]["label"], evaluation.provenance["dataset"]["name"],
+             evaluation.provenance["dataset"]["split"],
              len(evaluation.dataset), "" if shard.whole else f", {shard.describe()}", evaluation.attack.description)
     totals, calibration, diagnostics = run_batches(evaluation, state)
     if not write_reports_:

@@ -108,7 +108,7 @@ def build_results(cfg, attack, radii: list[Radius], provenance: dict, totals: di
     results = EvaluationResults(
         attack=attack.label, attack_config=attack.description, attack_note=cfg.attack.note,
         model=provenance["model"]["name"], weights=provenance["model"]["label"],
-        random_weights=provenance["model"]["source"] in ("random", "backbone"), dataset=cfg.dataset.name,
+        random_weights=provenance["model"]["source"] in ("random", "backbone"), dataset=provenance["dataset"]["name"],
         split=cfg.split, images=len(totals[runs[-1]][WORST].accuracy), seconds=state["seconds"],
         provenance=provenance, radii=components, radius_values={radius.key: radius.value for radius in radii})
     if shard is not None and not shard.whole:

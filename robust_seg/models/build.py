@@ -84,7 +84,7 @@ def load_backbone(model: SegmentationModel, location: str, checkpoint_format: st
 
 
 def _is_asset(path) -> bool:
-    from robust_seg.paths import ASSETS
+    from robust_seg.names import ASSETS
 
     return ASSETS in path.resolve().parents
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from robust_seg.models.build import build_model
 from robust_seg.models.config import ModelConfig
 from robust_seg.models.wrapper import SegmentationModel
-from robust_seg.paths import ASSETS, CONFIGS
+from robust_seg.names import ASSETS, CONFIGS
 
 EMBEDDED_CHECKPOINTS = {"robust": ASSETS / "small_upernet_convnext_synthetic.pt",
                         "clean": ASSETS / "small_upernet_convnext_synthetic_clean.pt"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from robust_seg.paths import ZOO_DIR
+from robust_seg.names import ZOO_DIR
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ class Run:
     problem: str | None
     target: object = None  # the run's attack.target (None: untargeted, or a config without an attack)
     has_attack: bool = False
+    overrides: tuple[str, ...] = ()  # as recorded (the user's form)
+    config: dict = field(default_factory=dict)  # the composed config, without IGNORED_CONFIG_KEYS
 
     @classmethod
     def load(cls, path: Path) -> "Run":
@@ -94,7 +96,8 @@ class Run:
         problem = None if results is not None else f"job {path.name} has no results.json ({_failure_hint(path)})"
         attack = config.get("attack") if isinstance(config.get("attack"), dict) else None
         return cls(path, experiment, Coordinates(row, column, loss, scenario), json.dumps(config, sort_keys=True),
-                   results, problem, target=(attack or {}).get("target"), has_attack=attack is not None)
+                   results, problem, target=(attack or {}).get("target"), has_attack=attack is not None,
+                   overrides=tuple(overrides), config=config)
 
     def scenario_problem(self) -> str | None:
         """Why this run's ``attack.target`` contradicts its recorded scenario (None when it does not)."""

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from robust_seg.data.config import DatasetConfig
 from robust_seg.models.config import ModelConfig
-from robust_seg.paths import ASSETS
+from robust_seg.names import ASSETS
 from robust_seg.reporting.config import LoggerConfig
 
 

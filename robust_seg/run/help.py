@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from robust_seg.paths import CONFIGS
+from robust_seg.names import CONFIGS
 
 OPTIONS = {
     "evaluate": [

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from robust_seg.errors import ConfigError
 
-from robust_seg.paths import ROOT
+from robust_seg.names import ROOT
 
 HARMLESS_KEYS = (
     "logger", "runtime.threads", "runtime.device", "runtime.num_workers", "resume", "run_name", "note",

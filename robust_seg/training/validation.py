@@ -12,10 +12,11 @@ from robust_seg.radii import parse_radius
 
 def short_pgd_accuracy(model, images: torch.Tensor, labels: torch.Tensor, eps: float, iterations: int,
                        step_size: float | None = None) -> torch.Tensor:
-    """Per-image pixel accuracy (B,) under a short CE PGD: the robustness check of training and pre-training
-    (``robust_eval``; step 2.5 eps / iterations unless given)."""
-    return pgd(model, images, labels, eps=eps, loss="ce", iterations=iterations,
-               step_size=step_size or short_pgd_step_size(eps, iterations)).accuracy
+    """Per-image pixel accuracy (B,) as a fraction, like ``pixel_accuracy``, under a short CE PGD: the robustness
+    check of training and pre-training (``robust_eval``; step 2.5 eps / iterations unless given)."""
+    result = pgd(model, images, labels, eps=eps, loss="ce", iterations=iterations,
+                 step_size=step_size or short_pgd_step_size(eps, iterations))
+    return pixel_accuracy(result.predictions, labels)
 
 
 def validate(model, val_set, cfg, device, class_names: list[str]) -> dict:

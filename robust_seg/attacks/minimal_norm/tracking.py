@@ -110,7 +110,7 @@ class BestIterate:
         return AttackResult(
             adv_images=self.adv,
             predictions=self.predictions,
-            accuracy=pixel_accuracy(self.predictions, problem.labels),
+            accuracy=100 * pixel_accuracy(self.predictions, problem.labels),
             extras={"norm": norms, "apsr": self.apsr.clamp_min(0), "success": self.success.clone(),
                     "forwards": self.forwards.clone(), "backwards": self.backwards.clone(), **extras},
         )
