@@ -22,7 +22,8 @@ NOT_HERE = ("dataset=pascal_voc", "dataset=ade20k", "dataset=cityscapes", "/data
             "/path/to/")
 """Marks of a command that needs real data, checkpoints, a GPU, a cluster or another project's checkout: composition
 only (not run where there is nothing to compose)."""
-SKIPPED = ("bash scripts/test.sh", ". .venv/bin/activate", "-m pytest", "experiment=...", "multirun/ade_sea")
+SKIPPED = ("bash scripts/test.sh", ". .venv/bin/activate", "-m pytest", "experiment=...", "multirun/ade_sea",
+           "--layout table1")
 """The test suite itself, shell set-up, and illustrations with an elided experiment name."""
 TINY_EVALUATE = ["logger=none", "max_images=2", "batch_size=2", "dataset.synthetic.num_val=2"]
 TINY_TRAIN = ["logger=none", "schedule.epochs=1", "dataset.synthetic.num_train=16", "dataset.synthetic.num_val=4",

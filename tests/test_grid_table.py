@@ -138,6 +138,8 @@ def test_formats_and_the_command(tmp_path, capsys):
         assert table_command.main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert table_command.main([str(tmp_path / "grid"), "--layout", "table7"]) == 0  # a paper table's layout
+    assert "run(s) of other experiments ignored" in capsys.readouterr().out
     (tmp_path / "empty").mkdir()
     with pytest.raises(GridError, match="no run directories"):
         build_grid([tmp_path / "empty"])

@@ -162,6 +162,9 @@ class AttackObjective:
         return pixel_values.flatten(1).sum(1) / self.loss_pixels.to(pixel_values.dtype)
 
     def __call__(self, points: torch.Tensor, step: int, need_gradient: bool = True) -> Evaluation:
+        draws = getattr(self.model, "eot_samples", 1) if need_gradient else 1
+        if draws > 1:
+            return self._expectation(points, step, draws)
         step = min(max(step, 1), self.total_steps)
         sign = -1.0 if self.targeted else 1.0
         self.forwards += 1
@@ -184,6 +187,25 @@ class AttackObjective:
                 # is the same, and the un-normalised sum keeps the fused backward of the loss cheap.
                 (gradient,) = torch.autograd.grad(gradient_map.sum() * sign, points)
         return Evaluation(objective, gradient, predictions, self.score(predictions))
+
+    def _expectation(self, points: torch.Tensor, step: int, draws: int) -> Evaluation:
+        """EOT (Athalye et al. 2018, Sec. 4.2) for a randomized model: the gradient and the objective are the means
+        over ``draws`` forwards (each a new draw of the model's randomness); predictions and score are the last
+        draw's, as the model would answer once."""
+        total_gradient, total_objective = None, None
+        for _ in range(draws):
+            evaluation = self._single(points, step)
+            total_gradient = evaluation.gradient if total_gradient is None else total_gradient + evaluation.gradient
+            total_objective = evaluation.objective if total_objective is None else \
+                total_objective + evaluation.objective
+        return Evaluation(total_objective / draws, total_gradient / draws, evaluation.predictions, evaluation.score)
+
+    def _single(self, points: torch.Tensor, step: int) -> Evaluation:
+        draws, self.model.eot_samples = self.model.eot_samples, 1
+        try:
+            return self(points, step)
+        finally:
+            self.model.eot_samples = draws
 
 
 @dataclass

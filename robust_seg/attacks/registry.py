@@ -20,6 +20,7 @@ from robust_seg.attacks.sea import sea
 from robust_seg.attacks.targets import TargetMap, parse_target
 from robust_seg.errors import ConfigError
 from robust_seg.metrics.apsr import apsr
+from robust_seg.models.defenses import adaptive
 from robust_seg.names import COMPONENT_LABELS, MINIMAL_NORM_KEY
 
 BOUNDED, MINIMAL_NORM = "bounded", "minimal_norm"
@@ -72,6 +73,28 @@ def _with_target_apsr(result: AttackResult, labels: torch.Tensor, target_labels:
                   for name, component in result.components.items()}
     extras = {**result.extras, "apsr": apsr(result.predictions, labels, target_labels)}
     return AttackResult(result.adv_images, result.predictions, result.accuracy, extras, components)
+
+
+def redrawn(model, result: AttackResult, labels: torch.Tensor) -> AttackResult:
+    """A randomized model's answer on the attack's final images, from one fresh seeded draw per image (the attack's
+    own draws picked its best iterate, so their accuracy is biased low); an ensemble's worst case is then, per
+    image, its component with the lowest redrawn accuracy."""
+    from robust_seg.attacks.losses import predicted_classes
+    from robust_seg.metrics.segmentation import pixel_accuracy
+
+    def answer(adv_images):
+        with torch.no_grad():
+            predictions = predicted_classes(model(adv_images))
+        return predictions, 100 * pixel_accuracy(predictions, labels)
+
+    components = {name: AttackResult(c.adv_images, *answer(c.adv_images), c.extras, c.components)
+                  for name, c in result.components.items()}
+    if not components:
+        return AttackResult(result.adv_images, *answer(result.adv_images), result.extras)
+    stacked = list(components.values())
+    best = torch.stack([c.accuracy for c in stacked]).argmin(0)
+    pick = lambda field: torch.stack([getattr(stacked[int(k)], field)[i] for i, k in enumerate(best)])  # noqa: E731
+    return AttackResult(pick("adv_images"), pick("predictions"), pick("accuracy"), result.extras, components)
 
 
 @dataclass(frozen=True)
@@ -139,7 +162,8 @@ class ResolvedAttack:
         runs = len(options["losses"]) if "losses" in options else 1
         budget = options.get("iterations")
         starts = {"red": 3, "const": options.get("restarts", 1)}.get(options.get("schedule"), 1)  # + their first passes
-        total = runs * (budget * options.get("steps", 1) + starts) if isinstance(budget, int) else None
+        total = runs * (budget * options.get("steps", 1) * options.get("eot_samples", 1) + starts) \
+            if isinstance(budget, int) else None
         if "queries" in options:
             total = (total or 0) + options["queries"]
         return total
@@ -166,9 +190,13 @@ class ResolvedAttack:
 
     def _run(self, model, images, labels, eps, seed, targeting: dict, image_indices=None) -> AttackResult:
         if eps == 0 and not self.minimal_norm:
-            return clean(model, images, labels)
+            with adaptive(model, image_seeds=None if image_indices is None else
+                          [_seed((*seed, int(i), 7)) for i in image_indices]):
+                return clean(model, images, labels)
         parameters = inspect.signature(self.function).parameters
         kwargs = {**self.options, **targeting}
+        adaptive_options = {key: kwargs.pop(key, default) for key, default in ADAPTIVE_OPTIONS.items()}
+        model_seeds = None if image_indices is None else [_seed((*seed, int(i), 7)) for i in image_indices]
         if image_indices is not None and "image_seeds" in parameters:
             kwargs["image_seeds"] = [_seed((*seed, int(index))) for index in image_indices]
         elif "generator" in parameters:
@@ -177,7 +205,28 @@ class ResolvedAttack:
             kwargs["seed"] = _seed(seed)
         if eps is not None and "eps" in parameters:
             kwargs["eps"] = eps
-        return self.function(model, images, labels, **kwargs)
+        with adaptive(model, **adaptive_options, image_seeds=model_seeds):
+            result = self.function(model, images, labels, **kwargs)
+            return redrawn(model, result, labels) if getattr(model, "randomized", False) else result
+
+
+ADAPTIVE_OPTIONS = {"bpda": False, "eot_samples": 1}
+"""Options of every gradient attack against a defended model (``robust_seg.models.defenses``): BPDA through
+non-differentiable input transforms, EOT over ``eot_samples`` draws of a randomized model (PGD, APGD, SEA)."""
+EOT_ATTACKS = ("pgd", "apgd", "sea", "sea_square")
+
+
+def _check_adaptive(name: str, key: str, value, function: Callable) -> None:
+    if name in ("none", "square"):
+        raise ConfigError(f"attack.options.{key}: {name} takes no gradient, so it has no {key}")
+    if key == "bpda" and not isinstance(value, bool):
+        raise ConfigError(f"attack.options.bpda: expected true or false, got {value!r}")
+    if key == "eot_samples":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"attack.options.eot_samples: expected a positive integer, got {value!r}")
+        if value > 1 and name not in EOT_ATTACKS:
+            raise ConfigError(f"attack.options.eot_samples: EOT is implemented for {', '.join(EOT_ATTACKS)}, "
+                              f"not {name}")
 
 
 def resolve_attack(cfg) -> ResolvedAttack:
@@ -196,6 +245,9 @@ def resolve_attack(cfg) -> ResolvedAttack:
     reserved = {"model", "images", "labels", "eps", "generator", "seed", "targeted", "target_labels", "image_seeds",
                 "start"}
     for key, value in options.items():
+        if key in ADAPTIVE_OPTIONS:
+            _check_adaptive(cfg.name, key, value, function)
+            continue
         if key not in parameters or key in reserved:
             known = ", ".join(p for p in parameters if p not in reserved)
             raise ConfigError(f"attack.options.{key}: not an option of {cfg.name} "

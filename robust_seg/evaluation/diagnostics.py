@@ -9,7 +9,12 @@ Attack Failure"; AutoAttack's black-box component):
 - unconstrained attack: the same attack at eps = 1 (``UNCONSTRAINED_ITERATIONS`` iterations) must bring ACC near 0;
 - radius monotonicity: robust ACC must not increase with eps, for the dataset and per image;
 - black-box beats white-box: a random vertex of the eps-ball (one draw per image and radius), or Square after SEA
-  (``attack=sea_square``), lowers an image's accuracy below the white-box result.
+  (``attack=sea_square``), lowers an image's accuracy below the white-box result;
+- randomized model: two clean forwards of an image give different predictions (a randomized defense, e.g.
+  ``model.input_transforms`` with random resizing or noise, or test-time dropout).
+
+A flag names its remedy: BPDA (``attack.options.bpda=true``) where gradients are unavailable or a black-box probe
+wins, EOT (``attack.options.eot_samples``) for a randomized model (Athalye et al. 2018; Tramer et al. 2020).
 
 Each check reports ``ok`` or ``flag`` with its figure (``n/a`` where it does not apply). The randomness of the
 probes comes from the images' dataset indices, and the per-image values are kept by index, so shards merge exactly.
@@ -36,7 +41,10 @@ LATE_MAX_SHARE = 0.2
 MONOTONICITY_MAX_SHARE = 0.1
 """Share of images whose accuracy rises with the radius (attack randomness) above which the check flags."""
 CHECKS = ("unavailable_gradients", "incomplete_optimisation", "unconstrained_attack", "radius_monotonicity",
-          "black_box_beats_white_box")
+          "black_box_beats_white_box", "randomized_model")
+BPDA_REMEDY = ("; if the model has a non-differentiable step (e.g. model.input_transforms quantize or jpeg), rerun "
+               "with attack.options.bpda=true (BPDA)")
+EOT_REMEDY = "; for a randomized model rerun with attack.options.eot_samples=8 (EOT)"
 _BOUNDED_ONLY = "n/a: not a bounded attack"
 
 
@@ -86,6 +94,7 @@ class Diagnostics:
         self.white_acc: dict[str, list[float]] = {key: [] for key in keys}
         self.late: dict[str, list[bool]] = {}
         self.square_improved: dict[str, list[bool]] = {}
+        self.randomized: list[bool] = []
         self.seconds = 0.0
 
     def on_batch(self, model, attack, images, labels, indices: list[int], radii: list[tuple[float, str]],
@@ -93,6 +102,9 @@ class Diagnostics:
         """Checks of one batch; ``results``: the attack's AttackResult per radius key."""
         started = time.perf_counter()
         self.indices += list(indices)
+        with torch.no_grad():  # two clean forwards: a randomized model answers differently
+            first, second = predicted_classes(model(images)), predicted_classes(model(images))
+        self.randomized += (first != second).flatten(1).any(1).cpu().tolist()
         self.gradient_unusable += clean_gradient_unusable(model, images, labels).cpu().tolist()
         with torch.enable_grad():
             unconstrained = unconstrained_variant(attack).run(model, images, labels, eps=UNCONSTRAINED_EPS,
@@ -117,7 +129,7 @@ class Diagnostics:
         return {"keys": self.keys, "indices": self.indices, "gradient_unusable": self.gradient_unusable,
                 "unconstrained_acc": self.unconstrained_acc, "noise_acc": self.noise_acc,
                 "white_acc": self.white_acc, "late": self.late, "square_improved": self.square_improved,
-                "seconds": self.seconds}
+                "randomized": self.randomized, "seconds": self.seconds}
 
     @classmethod
     def from_state(cls, state: dict) -> "Diagnostics":
@@ -125,6 +137,7 @@ class Diagnostics:
         for name in ("indices", "gradient_unusable", "unconstrained_acc", "noise_acc", "white_acc", "late",
                      "square_improved", "seconds"):
             setattr(diagnostics, name, state[name])
+        diagnostics.randomized = list(state.get("randomized", []))  # states written before the check: unknown
         return diagnostics
 
     @classmethod
@@ -141,6 +154,7 @@ class Diagnostics:
         merged.indices = [indices[i] for i in order]
         merged.gradient_unusable = join(p.gradient_unusable for p in parts)
         merged.unconstrained_acc = join(p.unconstrained_acc for p in parts)
+        merged.randomized = join(p.randomized for p in parts)
         for name in ("noise_acc", "white_acc", "late", "square_improved"):
             keys = list(dict.fromkeys(k for p in parts for k in getattr(p, name)))
             setattr(merged, name, {k: join(getattr(p, name).get(k, []) for p in parts) for k in keys})
@@ -155,7 +169,8 @@ class Diagnostics:
         bad = sum(self.gradient_unusable)
         checks["unavailable_gradients"] = {
             "status": "flag" if bad else "ok", "value": bad / max(images, 1),
-            "detail": f"{bad} of {images} images have a zero, NaN or inf input gradient at the clean point"}
+            "detail": f"{bad} of {images} images have a zero, NaN or inf input gradient at the clean point"
+                      + (BPDA_REMEDY if bad else "")}
         if self.late:
             key = self.keys[-1]
             late = self.late.get(key, [])
@@ -192,8 +207,17 @@ class Diagnostics:
             "status": "flag" if total else "ok", "value": total,
             "detail": ("; ".join(parts) or "no black-box probe beat the white-box attack on any image")
                       + ("; the attack is itself black-box: a random vertex beating it says it is weak here, not that "
-                         "gradients are masked" if total and attack is not None and attack.name == "square" else ""),
+                         "gradients are masked" if total and attack is not None and attack.name == "square" else
+                         BPDA_REMEDY + EOT_REMEDY if total else ""),
             **({"square_improved": square} if square else {})}
+        varying = sum(self.randomized)
+        checks["randomized_model"] = {
+            "status": "flag" if varying else "ok", "value": varying / max(len(self.randomized), 1),
+            "detail": (f"two clean forwards differ on {varying} of {len(self.randomized)} images: a randomized model, "
+                       "whose ACC is one seeded draw per image" + (
+                           "; attacked with EOT over "f"{attack.options['eot_samples']} draws"
+                           if attack is not None and attack.options.get("eot_samples", 1) > 1 else EOT_REMEDY))
+            if varying else f"two clean forwards agree on all {len(self.randomized)} images"}
         return {"checks": checks, "seconds": self.seconds,
                 "cost_fraction": self.seconds / attack_seconds if attack_seconds > 0 else None,
                 "flagged": [name for name, check in checks.items() if check["status"] == "flag"]}

@@ -41,6 +41,7 @@ from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_st
 from robust_seg.evaluation.state import ComponentTotals
 from robust_seg.metrics.segmentation import pixel_accuracy
 from robust_seg.models import build_model
+from robust_seg.models.defenses import DefendedModel, defend
 from robust_seg.models.external import check_model_output
 from robust_seg.names import WORST
 from robust_seg.radii import Radius
@@ -114,7 +115,7 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
         name = f"python:{type(model).__name__}"
         if not hasattr(model, "weights"):
             model.weights = {"source": "module", "checkpoint": None, "sha256": None, "backbone": None}
-    model = model.to(device).eval()
+    model = defend(model.to(device), cfg.model.get("input_transforms")).eval()
     model.requires_grad_(False)
     check_model_output(model, cfg.dataset.num_classes, device, what=f"model {name}")
     if cfg.runtime.channels_last:
@@ -124,6 +125,8 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
     provenance = {
         "model": {"name": name, **model.weights, "label": weights_label(model.weights),
                   **({"target": cfg.model.target} if cfg.model.target else {}),
+                  **({"input_transforms": model.describe(), "randomized": model.randomized}
+                     if isinstance(model, DefendedModel) else {}),
                   **({"config": cfg.model.config} if cfg.model.config else {})},
         "dataset": {"name": cfg.dataset.name if data is None else data.name, "root": None if data else cfg.dataset.root,
                     "split": split, "images": total_images, "num_classes": cfg.dataset.num_classes,

@@ -65,6 +65,8 @@ class ModelConfig:
     target: ``model=custom``: a callable returning an ``nn.Module`` (robust_seg/models/external.py).
     config: ``model=mmseg_config``: an MMSegmentation config file whose ``model`` is built.
     zoo: set by the entries of ``configs/model/zoo/`` (published models, ``python -m robust_seg.zoo``).
+    input_transforms: a defense in front of the network at evaluation, e.g. ``[{name: quantize, bits: 4}]``
+        (``robust_seg.models.defenses``: quantize, jpeg, random_resize_pad, gaussian_noise, or a target).
     """
 
     name: str = "???"
@@ -83,6 +85,7 @@ class ModelConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     sync_bn: bool = False
     zoo: Optional[ZooEntry] = None
+    input_transforms: list[Any] = field(default_factory=list)
 
 
 def check_model_config(cfg, *, evaluation: bool) -> None:
@@ -98,6 +101,10 @@ def check_model_config(cfg, *, evaluation: bool) -> None:
             example = "my_package.my_factory" if key == "target" else "path/to/config.py"
             raise ConfigError(f"model={group} needs model.{key}=... (e.g. model.{key}={example})")
     check_checkpoint_format(cfg.checkpoint_format, "model.checkpoint_format")
+    from robust_seg.models.defenses import build_transform
+
+    for spec in cfg.get("input_transforms") or []:
+        build_transform(spec)  # a ConfigError naming the transform and the value
     choice("model.inference.mode", cfg.inference.mode, INFERENCE_MODES)
     if cfg.inference.mode == "slide":
         positive_int("model.inference.crop_size", cfg.inference.crop_size)
