@@ -68,6 +68,27 @@ def test_bpda_gradient_is_the_identity_and_draws_are_seeded_per_image():
     torch.testing.assert_close(pair[1:], alone)  # image 1's draw depends on its seed, not on its batch
 
 
+def coarse_sign(levels: int = 2):
+    """A user's own non-differentiable transform with a declared BPDA approximation (the target mechanism)."""
+    def transform(images, generators):
+        return torch.round(images * levels) / levels
+    transform.differentiable = False
+    transform.approximation = lambda images: 0.5 * images
+    return transform
+
+
+def test_a_users_transform_and_its_declared_approximation():
+    network = torch.nn.Conv2d(3, 2, 1)
+    defended = defend(network, [{"target": "tests.test_adaptive_attacks.coarse_sign", "levels": 4}])
+    images = torch.rand(2, 3, 4, 4, requires_grad=True)
+    with adaptive(defended, bpda=True):
+        (through,) = torch.autograd.grad(defended(images).sum(), images)
+    (identity,) = torch.autograd.grad(network(images).sum(), images)
+    torch.testing.assert_close(through, 0.5 * identity)  # the declared approximation's backward, not the identity
+    with torch.no_grad():
+        torch.testing.assert_close(defended(images), network(torch.round(images * 4) / 4))
+
+
 def test_transform_configs_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="unknown transform 'blur'"):
         build_transform({"name": "blur"})

@@ -23,13 +23,15 @@ KINDS = {
     "alma_prox": ["attack=alma_prox", "attack.options.iterations=5", "model=embedded_clean"],
     "calibration": ["attack=apgd", "attack.eps=[0,4/255]", "attack.options.iterations=2", "calibration=true",
                     "calibration_temperature=2"],
+    "corruptions": ["attack=corruptions", "attack.options.corruptions=[gaussian_noise,fog]",
+                    "attack.options.severities=[0,2]"],
 }
 
 
 def _table(results: dict) -> str:
     """The report's tables without the wall-clock figures (the cost table's seconds, the wall time)."""
     lines = results["report"].split("\n\n", 2)[-1].split("Wall time")[0].splitlines()
-    return "\n".join(line for line in lines if not line.startswith("| forwards") and not (
+    return "\n".join(line for line in lines if not line.startswith(("| forwards", "Corruption time")) and not (
         line.startswith("| ") and lines.index(line) > 0 and lines[lines.index(line) - 2].startswith("| forwards")))
 
 
@@ -80,8 +82,9 @@ def test_three_shards_merged_equal_one_process(tmp_path, kind):
     assert merged["provenance"]["shards"] == 3
 
 
-def test_a_killed_shard_resumed_then_merged_equals_one_process(tmp_path, monkeypatch):
-    args = KINDS["sea"]
+@pytest.mark.parametrize("kind", ["sea", "corruptions"])
+def test_a_killed_shard_resumed_then_merged_equals_one_process(tmp_path, monkeypatch, kind):
+    args = KINDS[kind]
     single = _evaluate(tmp_path, *args, "run_name=single")
     shards = [_evaluate(tmp_path, *args, "shard=1", "num_shards=2",
                         "hydra.run.dir=outputs/evaluate/sharded/s1")]  # batch 1

@@ -12,6 +12,8 @@ from omegaconf import OmegaConf
 from robust_seg.attacks.apgd import apgd
 from robust_seg.attacks.black_box import sea_square, square
 from robust_seg.attacks.clean import clean
+from robust_seg.compat.corruptions import COMMON, EXTRA
+from robust_seg.attacks.corruptions import check_corruption_options, corrupted, corruption_runs, corruptions
 from robust_seg.attacks.minimal_norm import (alma_prox, dag, fmn_linf, ifgsm_binary_search, mifgsm_binary_search,
                                              pdpgd_linf, pgd_binary_search)
 from robust_seg.attacks.pgd import pgd
@@ -23,7 +25,8 @@ from robust_seg.metrics.apsr import apsr
 from robust_seg.models.defenses import adaptive
 from robust_seg.names import COMPONENT_LABELS, MINIMAL_NORM_KEY
 
-BOUNDED, MINIMAL_NORM = "bounded", "minimal_norm"
+BOUNDED, MINIMAL_NORM, CORRUPTION = "bounded", "minimal_norm", "corruption"
+CORRUPTION_NAMES = COMMON + EXTRA
 
 
 PAPER_NAMES = {("pgd", "bal_ce"): "SegPGD", ("pgd", "cossim_ce"): "CosPGD", ("apgd", "bal_ce"): "SegAPGD",
@@ -57,6 +60,7 @@ ATTACKS: dict[str, AttackSpec] = {
     "ifgsm_bs": AttackSpec(ifgsm_binary_search, "I-FGSM (binary search)", MINIMAL_NORM),
     "mifgsm_bs": AttackSpec(mifgsm_binary_search, "MI-FGSM (binary search)", MINIMAL_NORM),
     "pgd_bs": AttackSpec(pgd_binary_search, "PGD (binary search)", MINIMAL_NORM),
+    "corruptions": AttackSpec(corruptions, "Corruptions", CORRUPTION),
 }
 
 
@@ -120,14 +124,28 @@ class ResolvedAttack:
     def minimal_norm(self) -> bool:
         return self.spec.kind == MINIMAL_NORM
 
+    @property
+    def corruption(self) -> bool:
+        """Common corruptions (``attack=corruptions``): one run per corruption and severity, no radius."""
+        return self.spec.kind == CORRUPTION
+
+    def _corruption_runs(self) -> list:
+        from robust_seg.compat.corruptions import COMMON, SEVERITIES
+
+        return corruption_runs(self.options.get("corruptions", COMMON), self.options.get("severities", SEVERITIES))
+
     def run_keys(self, keys: list[str]) -> list[str]:
         """The results keys of its runs: the radii's (bounded attack) or ``MINIMAL_NORM_KEY`` (minimal-norm attack)."""
+        if self.corruption:
+            return [key for _, key in self._corruption_runs()]
         return [MINIMAL_NORM_KEY] if self.minimal_norm else list(keys)
 
     def runs(self, radii: list) -> list[tuple[float | None, str]]:
         """(radius, results key) of each run on a batch, from the evaluation's ``Radius`` (value, key) pairs: one
         per radius for a bounded attack; one without a radius for a minimal-norm attack (its radii only serve the
         robust-at-eps curve)."""
+        if self.corruption:
+            return self._corruption_runs()
         return [(None, MINIMAL_NORM_KEY)] if self.minimal_norm else [(radius.value, radius.key) for radius in radii]
 
     @property
@@ -135,6 +153,10 @@ class ResolvedAttack:
         """A readable name, e.g. ``SEA (4 losses x 50 it.)``, ``APGD (Mask-CE, red-eps, 300 it.)``, ``SegPGD (300 it.)``
         (PGD / APGD on the loss of SegPGD or CosPGD are named as the SEA paper's tables name them)."""
         options, parts = self.options, []
+        if self.corruption:
+            runs = self._corruption_runs()
+            return (f"Corruptions ({len(dict.fromkeys(c for (c, _), _ in runs))} x "
+                    f"{len(dict.fromkeys(s for (_, s), _ in runs))} severities)")
         paper_name = PAPER_NAMES.get((self.name, options.get("loss")))
         if paper_name is not None:
             options = {key: value for key, value in options.items() if key != "loss"}
@@ -157,7 +179,7 @@ class ResolvedAttack:
     def expected_passes(self) -> int | None:
         """Model passes (iterations, queries) one run on a batch takes at most, for progress bars (None: unknown)."""
         options = self.options
-        if self.name == "none":
+        if self.name == "none" or self.corruption:
             return 1
         runs = len(options["losses"]) if "losses" in options else 1
         budget = options.get("iterations")
@@ -189,6 +211,10 @@ class ResolvedAttack:
         return _with_target_apsr(result, labels, target_labels)
 
     def _run(self, model, images, labels, eps, seed, targeting: dict, image_indices=None) -> AttackResult:
+        if self.corruption:  # eps is (corruption, severity); image i's draw depends on its index, not on the run order
+            (name, severity), indices = eps, image_indices or range(images.shape[0])
+            seeds = [_seed((seed[0], int(i), CORRUPTION_NAMES.index(name), severity)) for i in indices]
+            return corrupted(model, images, labels, corruption=name, severity=severity, image_seeds=seeds)
         if eps == 0 and not self.minimal_norm:
             with adaptive(model, image_seeds=None if image_indices is None else
                           [_seed((*seed, int(i), 7)) for i in image_indices]):
@@ -217,7 +243,7 @@ EOT_ATTACKS = ("pgd", "apgd", "sea", "sea_square")
 
 
 def _check_adaptive(name: str, key: str, value, function: Callable) -> None:
-    if name in ("none", "square"):
+    if name in ("none", "square", "corruptions"):
         raise ConfigError(f"attack.options.{key}: {name} takes no gradient, so it has no {key}")
     if key == "bpda" and not isinstance(value, bool):
         raise ConfigError(f"attack.options.bpda: expected true or false, got {value!r}")
@@ -257,4 +283,6 @@ def resolve_attack(cfg) -> ResolvedAttack:
                 isinstance(default, (int, float)) and not isinstance(default, bool) and \
                 not isinstance(value, (int, float)) and value is not None and not isinstance(value, str):
             raise ConfigError(f"attack.options.{key}: expected a {type(default).__name__}, got {value!r}")
+    if ATTACKS[cfg.name].kind == CORRUPTION:
+        check_corruption_options(options)
     return ResolvedAttack(cfg.name, options, target)

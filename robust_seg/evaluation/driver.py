@@ -175,7 +175,7 @@ def run_batches(evaluation: Evaluation, state: dict) -> tuple[dict, EvaluationCa
         atomic_write_text(run_dir / BATCHES_FILE, "".join(json.dumps(r) + "\n" for r in records))
     calibration = EvaluationCalibration.start(cfg, evaluation.model, device, state.get("calibration"))
     diagnostics = None
-    if cfg.diagnostics and not attack.minimal_norm and attack.name != "none":
+    if cfg.diagnostics and not attack.minimal_norm and not attack.corruption and attack.name != "none":
         diagnostics = Diagnostics.from_state(state["diagnostics"]) if state.get("diagnostics") else \
             Diagnostics([key for _, key in runs])
     if state["next_batch"]:
@@ -212,7 +212,7 @@ def _attack_batches(evaluation: Evaluation, state: dict, totals: dict, calibrati
         check_finite_logits(evaluation.model, images, batch["name"], batch_index)
         indices = [int(i) for i in batch["index"]]
         record = {"batch": batch_index, "names": list(batch["name"]), "indices": indices, "acc": {}}
-        figure = {} if state["figure"] is None and cfg.figure_images > 0 else None
+        figure = {} if state["figure"] is None and cfg.figure_images > 0 and not attack.corruption else None
         by_radius = {}
         for radius_index, (radius, key) in enumerate(runs):
             # the attack's passes (iterations, queries) move the run's one progress meter and its ETA
@@ -223,7 +223,9 @@ def _attack_batches(evaluation: Evaluation, state: dict, totals: dict, calibrati
             if radius != 0:
                 check_finite_attacked(evaluation.model, outcomes, batch["name"], batch_index, key, attack.label)
             for name, outcome in outcomes.items():
-                check_linf_box(outcome.adv_images, images, radius if radius is not None else outcome.extras["norm"])
+                if not attack.corruption:  # a corruption is no perturbation of bounded norm
+                    check_linf_box(outcome.adv_images, images,
+                                   radius if radius is not None else outcome.extras["norm"])
                 comp = totals.setdefault(key, {}).setdefault(
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
                 comp.add(outcome.predictions, labels, pixel_accuracy(outcome.predictions, labels), outcome.extras, indices)

@@ -85,7 +85,8 @@ def provenance_markdown(results: EvaluationResults) -> str:
              f"- data: {data['name']} {data['split']} split, {data['images']} images"
              + (f", root {data['root']}" if data.get("root") else ""),
              *([f"- protocol: {data['protocol']['description']}"] if data.get("protocol") else []),
-             f"- attack: {record['attack']['description']}; radii {', '.join(record['radii'])}; seeds "
+             f"- attack: {record['attack']['description']}; "
+             + (f"radii {', '.join(record['radii'])}; " if record["attack"]["name"] != "corruptions" else "") + "seeds "
              + ", ".join(f"{k} {v}" for k, v in record["seeds"].items()) + f"; batch size {record['batch_size']}",
              f"- software: robust_seg {software['robust_seg']}" + (f" ({software['commit']})" if software.get("commit")
                                                                     else "") + f", torch {software['torch']}"
@@ -255,6 +256,10 @@ def write_reports(results: EvaluationResults, run_dir: Path, figure_data: dict |
         write_calibration_reports(results.calibration, run_dir, logger)
     if results.minimal_norm is not None:
         return _write_minimal_norm_reports(results, run_dir, figure_data, class_names, logger)
+    if results.corruptions is not None:
+        from robust_seg.evaluation.corruption_report import write_corruption_reports
+
+        return write_corruption_reports(results, run_dir, provenance_markdown(results), logger)
     markdown = results_markdown(results) + _paper_section(results) + _diagnostics_section(results) \
         + _calibration_section(results)
     atomic_write_text(run_dir / "results.md", markdown)

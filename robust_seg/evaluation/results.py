@@ -71,6 +71,7 @@ class EvaluationResults:
     calibration: dict | None = None
     paper: dict | None = None
     diagnostics: dict | None = None
+    corruptions: dict | None = None
     radius_values: dict[str, float] = field(default_factory=dict, repr=False)
     """The value of each radius key (for the plots; not part of ``results.json``, whose keys name the radii)."""
 
@@ -85,7 +86,8 @@ class EvaluationResults:
                   "provenance": self.provenance,
                   "radii": {key: {name: entry.as_dict() for name, entry in components.items()}
                             for key, components in self.radii.items()}}
-        for name in ("shard", "minimal_norm", "not_fooled_percentage", "calibration", "paper", "diagnostics"):
+        for name in ("shard", "minimal_norm", "not_fooled_percentage", "calibration", "paper", "diagnostics",
+                     "corruptions"):
             value = getattr(self, name)
             if value is not None:
                 result[name] = value
@@ -114,7 +116,18 @@ def build_results(cfg, attack, radii: list[Radius], provenance: dict, totals: di
     if shard is not None and not shard.whole:
         results.shard = {"index": shard.index, "count": shard.count,
                          "note": "one shard's images only: merge the shards with python -m robust_seg.merge"}
-    if attack.minimal_norm:
+    if attack.corruption:
+        from robust_seg.attacks.corruptions import corruption_summary, load_reference
+        from robust_seg.compat.corruptions import COMMON, SEVERITIES
+
+        options = attack.options
+        reference = load_reference(options["reference"]) if options.get("reference") else None
+        entries = {key: {"acc": comps[WORST].acc, "miou": comps[WORST].miou} for key, comps in components.items()}
+        results.corruptions = corruption_summary(entries, options.get("corruptions", COMMON),
+                                                 options.get("severities", SEVERITIES), reference)
+        results.corruptions["seconds"] = {key: sum(comps[WORST].per_image.get("seconds", []))
+                                          for key, comps in components.items()}
+    elif attack.minimal_norm:
         results.minimal_norm = minimal_norm_summary(components.pop(MINIMAL_NORM_KEY)[WORST].as_dict(), radii,
                                                     state["seconds"])
     else:
@@ -127,7 +140,7 @@ def build_results(cfg, attack, radii: list[Radius], provenance: dict, totals: di
     if paper is not None:
         results.paper = {**paper, "attack": cfg.attack.name, "protocol": zoo.protocol,
                          "scenario": "targeted" if cfg.attack.get("target") else "untargeted"}
-    if not attack.minimal_norm:
+    if not attack.minimal_norm and not attack.corruption:
         results.diagnostics = diagnostics.summary(state["seconds"] - diagnostics.seconds, attack) \
             if diagnostics is not None else not_applicable()
     return results

@@ -33,7 +33,9 @@ from robust_seg.names import MINIMAL_NORM_KEY, WORST
 from robust_seg.reporting.tables import IGNORED_CONFIG_KEYS, Run, collect_runs
 
 RADIUS, METRIC, COMPONENT = "radius", "metric", "component"
-RESULT_AXES = (RADIUS, METRIC, COMPONENT)
+CORRUPTION, SEVERITY = "corruption", "severity"
+"""The result axes of common-corruption runs (``attack=corruptions``), whose results keys are ``<corruption>/<s>``."""
+RESULT_AXES = (RADIUS, METRIC, COMPONENT, CORRUPTION, SEVERITY)
 RADIUS_METRICS = {"acc": "ACC (%)", "miou": "mIoU (%)"}
 NORM_METRICS = {"median_norm": "median ||d||inf x255", "mean_norm": "mean ||d||inf x255"}
 METRICS = {**RADIUS_METRICS, **NORM_METRICS}
@@ -55,8 +57,12 @@ def is_seed(key: str) -> bool:
     return key == "seed" or key.endswith(".seed")
 
 
+NOT_AXES = ("attack.options.reference",)
+"""Overrides that change no cell (a corruption run's reference only adds its CE)."""
+
+
 def _ignored(key: str) -> bool:
-    return key.split(".")[0].split("/")[0] in IGNORED_CONFIG_KEYS or key.startswith("hydra")
+    return key.split(".")[0].split("/")[0] in IGNORED_CONFIG_KEYS or key.startswith("hydra") or key in NOT_AXES
 
 
 def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
@@ -135,6 +141,8 @@ def _axis_values(runs: Sequence[GridRun], axis: str, radii: list[str], metrics: 
         return metrics
     if axis == COMPONENT:
         return components
+    if axis in (CORRUPTION, SEVERITY):
+        return list(dict.fromkeys(key.split("/")[axis == SEVERITY] for key in radii if "/" in key))
     return list(dict.fromkeys(run.axis_value(axis) for run in runs))
 
 
@@ -187,6 +195,11 @@ def build_grid(directories: Iterable[str | Path], rows: Sequence[str] | None = N
     rows, columns = list(rows), list(columns)
     radii, metrics, components = _result_values(runs, radii, metrics, components)
     result_axes = (METRIC,) if all(metric in NORM_METRICS for metric in metrics) else (RADIUS, METRIC)
+    done = [run.run.results for run in runs if run.run.results]
+    if done and all("corruptions" in results for results in done):  # rows: corruption; columns: severity x metric
+        result_axes = (SEVERITY, METRIC)
+        if CORRUPTION not in rows + columns and RADIUS not in rows + columns:
+            rows.insert(0, CORRUPTION)
     columns += [axis for axis in result_axes if axis not in rows and axis not in columns]
     flags = []
     for key in varying:
@@ -226,7 +239,8 @@ def _cell(runs: Sequence[GridRun], where: dict[str, str], pooled: Sequence[str])
                                 f"({', '.join(differing[:4])}): " + ", ".join(str(r.run.path) for r in finished))
         picked.append(max(finished, key=lambda run: run.run.path.stat().st_mtime))  # an identical re-run: newest
     try:
-        numbers = [float(_read(run.run.results, where.get(RADIUS, "0"), where[METRIC], where.get(COMPONENT, WORST)))
+        radius = f"{where[CORRUPTION]}/{where[SEVERITY]}" if CORRUPTION in where else where.get(RADIUS, "0")
+        numbers = [float(_read(run.run.results, radius, where[METRIC], where.get(COMPONENT, WORST)))
                    for run in picked]
     except KeyError as error:
         return GridCell(gap=str(error.args[0]))
