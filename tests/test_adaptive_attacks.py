@@ -44,6 +44,7 @@ def test_eot_is_at_least_as_strong_on_a_randomized_model_and_the_model_is_detect
     assert randomized["status"] == "flag" and "eot_samples" in randomized["detail"]
     assert "attacked with EOT over 8 draws" in eot_results["diagnostics"]["checks"]["randomized_model"]["detail"]
     assert plain_results["provenance"]["model"]["randomized"] is True
+    assert plain_results["provenance"]["model"]["accuracy_draws"] == 1  # R, the fresh draws behind each image's ACC
 
 
 def test_bpda_gradient_is_the_identity_and_draws_are_seeded_per_image():

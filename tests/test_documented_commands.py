@@ -44,7 +44,9 @@ def _budget(words: list[str]) -> list[str]:
     """Tiny-budget overrides for the attack the command selects (only the options it has)."""
     from tests.conftest import compose_config
 
-    overrides = [w for w in words if "=" in w and not w.startswith(("-", "hydra"))]
+    from robust_seg.run.cli import attack_options_as_written
+
+    overrides = attack_options_as_written([w for w in words if "=" in w and not w.startswith(("-", "hydra"))])
     first = [w.split(",")[0] if "=" in w and "," in w.split("=", 1)[1] and "[" not in w else w for w in overrides]
     options = compose_config("evaluate", first).attack.options
     budget = {"iterations": 2, "queries": 5, "steps": 2}

@@ -125,7 +125,8 @@ def prepare(cfg, run: RunDirectory, shard: Shard = Shard(), local_rank: int = 0,
     provenance = {
         "model": {"name": name, **model.weights, "label": weights_label(model.weights),
                   **({"target": cfg.model.target} if cfg.model.target else {}),
-                  **({"input_transforms": model.describe(), "randomized": model.randomized}
+                  **({"input_transforms": model.describe(), "randomized": model.randomized,
+                      **({"accuracy_draws": 1} if model.randomized else {})}  # R: fresh draws per image in ACC
                      if isinstance(model, DefendedModel) else {}),
                   **({"config": cfg.model.config} if cfg.model.config else {})},
         "dataset": {"name": cfg.dataset.name if data is None else data.name, "root": None if data else cfg.dataset.root,

@@ -193,8 +193,9 @@ def build_transform(spec: Any) -> InputTransform:
 
 
 class DefendedModel(nn.Module):
-    """``model`` behind ``transforms`` (applied in order). ``bpda`` / ``eot_samples`` are set by ``adaptive`` for
-    one attack; ``image_seeds`` by the attack registry for one batch (default: seeds 0..B-1)."""
+    """``model`` behind ``transforms``: the image transforms apply to the images in the order given;
+    ``random_resize_pad`` acts around the network (its input and its logits). ``bpda`` / ``eot_samples`` are set by
+    ``adaptive`` for one attack; ``image_seeds`` by the attack registry for one batch (default: seeds 0..B-1)."""
 
     def __init__(self, model: nn.Module, transforms: list[InputTransform]):
         super().__init__()
@@ -218,14 +219,14 @@ class DefendedModel(nn.Module):
     def describe(self) -> str:
         return " -> ".join(t.describe() for t in self.transforms)
 
-    def _generators(self, batch: int, device) -> list[torch.Generator]:
+    def _generators(self, batch: int) -> list[torch.Generator]:
         seeds = self.image_seeds if self.image_seeds is not None and len(self.image_seeds) == batch \
             else list(range(batch))
         self.forwards += 1
         return [torch.Generator().manual_seed((int(s) * 1_000_003 + self.forwards) % (2**63 - 1)) for s in seeds]
 
     def forward(self, images: torch.Tensor, *args, **kwargs):
-        generators = self._generators(images.shape[0], images.device)
+        generators = self._generators(images.shape[0])
         network: Callable = lambda x: self.model(x, *args, **kwargs)  # noqa: E731
         for transform in self.transforms:
             if isinstance(transform, RandomResizePad):
