@@ -33,6 +33,11 @@ def test_every_attack_config_stays_in_the_threat_model(setting, path: Path):
         if key in cfg.options:
             cfg.options[key] = value
     attack = resolve_attack(cfg)
+    if attack.corruption:  # common corruptions are no perturbation of bounded norm: images in [0, 1] only
+        for index, (run, _) in enumerate(attack.runs([])[::25]):
+            result = attack.run(model, images, labels, eps=run, seed=(0, index), image_indices=[0, 1])
+            assert 0 <= float(result.adv_images.min()) and float(result.adv_images.max()) <= 1
+        return
     for index, eps in enumerate([None] if attack.minimal_norm else RADII):
         result = attack.run(model, images, labels, eps=eps, seed=(0, index))
         for outcome in (result, *result.components.values()):
