@@ -30,6 +30,11 @@ def corruption_runs(corruptions, severities) -> list[tuple[tuple[str, int], str]
             for severity in severities]
 
 
+def chosen(options: dict) -> tuple[list[str], list[int]]:
+    """The corruptions and severities of ``attack.options`` (defaults: the 15 common ones, severities 1-5)."""
+    return list(options.get("corruptions", COMMON)), [int(s) for s in options.get("severities", SEVERITIES)]
+
+
 def corruptions(model, images: torch.Tensor, labels: torch.Tensor, *, corruptions: list = list(COMMON),
                 severities: list = list(SEVERITIES), reference: str | None = None,
                 image_seeds: list[int] | None = None) -> dict[str, AttackResult]:
@@ -58,7 +63,7 @@ def corrupted(model, images: torch.Tensor, labels: torch.Tensor, *, corruption: 
 def check_corruption_options(options: dict) -> None:
     from robust_seg.errors import ConfigError
 
-    names = list(options.get("corruptions", COMMON))
+    names = list(options.get("corruptions", COMMON))  # before chosen(): a severity may not be an integer yet
     unknown = [name for name in names if name not in COMMON + EXTRA]
     if unknown or not names:
         raise ConfigError(f"attack.options.corruptions: unknown {', '.join(map(str, unknown)) or '(empty list)'} "

@@ -13,7 +13,7 @@ from robust_seg.attacks.apgd import apgd
 from robust_seg.attacks.black_box import sea_square, square
 from robust_seg.attacks.clean import clean
 from robust_seg.compat.corruptions import COMMON, EXTRA
-from robust_seg.attacks.corruptions import check_corruption_options, corrupted, corruption_runs, corruptions
+from robust_seg.attacks.corruptions import check_corruption_options, chosen, corrupted, corruption_runs, corruptions
 from robust_seg.attacks.minimal_norm import (alma_prox, dag, fmn_linf, ifgsm_binary_search, mifgsm_binary_search,
                                              pdpgd_linf, pgd_binary_search)
 from robust_seg.attacks.pgd import pgd
@@ -130,9 +130,7 @@ class ResolvedAttack:
         return self.spec.kind == CORRUPTION
 
     def _corruption_runs(self) -> list:
-        from robust_seg.compat.corruptions import COMMON, SEVERITIES
-
-        return corruption_runs(self.options.get("corruptions", COMMON), self.options.get("severities", SEVERITIES))
+        return corruption_runs(*chosen(self.options))
 
     def run_keys(self, keys: list[str]) -> list[str]:
         """The results keys of its runs: the radii's (bounded attack) or ``MINIMAL_NORM_KEY`` (minimal-norm attack)."""
@@ -215,14 +213,13 @@ class ResolvedAttack:
             (name, severity), indices = eps, image_indices or range(images.shape[0])
             seeds = [_seed((seed[0], int(i), CORRUPTION_NAMES.index(name), severity)) for i in indices]
             return corrupted(model, images, labels, corruption=name, severity=severity, image_seeds=seeds)
+        model_seeds = None if image_indices is None else [_seed((*seed, int(i), 7)) for i in image_indices]
         if eps == 0 and not self.minimal_norm:
-            with adaptive(model, image_seeds=None if image_indices is None else
-                          [_seed((*seed, int(i), 7)) for i in image_indices]):
+            with adaptive(model, image_seeds=model_seeds):
                 return clean(model, images, labels)
         parameters = inspect.signature(self.function).parameters
         kwargs = {**self.options, **targeting}
         adaptive_options = {key: kwargs.pop(key, default) for key, default in ADAPTIVE_OPTIONS.items()}
-        model_seeds = None if image_indices is None else [_seed((*seed, int(i), 7)) for i in image_indices]
         if image_indices is not None and "image_seeds" in parameters:
             kwargs["image_seeds"] = [_seed((*seed, int(index))) for index in image_indices]
         elif "generator" in parameters:
@@ -242,7 +239,7 @@ non-differentiable input transforms, EOT over ``eot_samples`` draws of a randomi
 EOT_ATTACKS = ("pgd", "apgd", "sea", "sea_square")
 
 
-def _check_adaptive(name: str, key: str, value, function: Callable) -> None:
+def _check_adaptive(name: str, key: str, value) -> None:
     if name in ("none", "square", "corruptions"):
         raise ConfigError(f"attack.options.{key}: {name} takes no gradient, so it has no {key}")
     if key == "bpda" and not isinstance(value, bool):
@@ -272,7 +269,7 @@ def resolve_attack(cfg) -> ResolvedAttack:
                 "start"}
     for key, value in options.items():
         if key in ADAPTIVE_OPTIONS:
-            _check_adaptive(cfg.name, key, value, function)
+            _check_adaptive(cfg.name, key, value)
             continue
         if key not in parameters or key in reserved:
             known = ", ".join(p for p in parameters if p not in reserved)

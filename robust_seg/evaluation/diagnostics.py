@@ -215,7 +215,7 @@ class Diagnostics:
             "status": "flag" if varying else "ok", "value": varying / max(len(self.randomized), 1),
             "detail": (f"two clean forwards differ on {varying} of {len(self.randomized)} images: a randomized model, "
                        "whose ACC is one seeded draw per image" + (
-                           "; attacked with EOT over "f"{attack.options['eot_samples']} draws"
+                           f"; attacked with EOT over {attack.options['eot_samples']} draws"
                            if attack is not None and attack.options.get("eot_samples", 1) > 1 else EOT_REMEDY))
             if varying else f"two clean forwards agree on all {len(self.randomized)} images"}
         return {"checks": checks, "seconds": self.seconds,

@@ -39,7 +39,6 @@ from robust_seg.evaluation.report import write_reports
 from robust_seg.evaluation.results import build_results
 from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
-from robust_seg.metrics.segmentation import pixel_accuracy
 from robust_seg.models import build_model
 from robust_seg.models.defenses import DefendedModel, defend
 from robust_seg.models.external import check_model_output
@@ -229,7 +228,7 @@ def _attack_batches(evaluation: Evaluation, state: dict, totals: dict, calibrati
                                    radius if radius is not None else outcome.extras["norm"])
                 comp = totals.setdefault(key, {}).setdefault(
                     name, ComponentTotals(torch.zeros(num_classes, num_classes, dtype=torch.long)))
-                comp.add(outcome.predictions, labels, pixel_accuracy(outcome.predictions, labels), outcome.extras, indices)
+                comp.add(outcome.predictions, labels, outcome.extras, indices)
             if calibration is not None:
                 try:
                     calibration.update(key, evaluation.model, result.adv_images, labels)

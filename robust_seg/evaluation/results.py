@@ -117,14 +117,12 @@ def build_results(cfg, attack, radii: list[Radius], provenance: dict, totals: di
         results.shard = {"index": shard.index, "count": shard.count,
                          "note": "one shard's images only: merge the shards with python -m robust_seg.merge"}
     if attack.corruption:
-        from robust_seg.attacks.corruptions import corruption_summary, load_reference
-        from robust_seg.compat.corruptions import COMMON, SEVERITIES
+        from robust_seg.attacks.corruptions import chosen, corruption_summary, load_reference
 
         options = attack.options
         reference = load_reference(options["reference"]) if options.get("reference") else None
         entries = {key: {"acc": comps[WORST].acc, "miou": comps[WORST].miou} for key, comps in components.items()}
-        results.corruptions = corruption_summary(entries, options.get("corruptions", COMMON),
-                                                 options.get("severities", SEVERITIES), reference)
+        results.corruptions = corruption_summary(entries, *chosen(options), reference)
         results.corruptions["seconds"] = {key: sum(comps[WORST].per_image.get("seconds", []))
                                           for key, comps in components.items()}
     elif attack.minimal_norm:

@@ -7,7 +7,7 @@ import torch
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.metrics.apsr import apsr
-from robust_seg.metrics.segmentation import confusion_matrix
+from robust_seg.metrics.segmentation import confusion_matrix, pixel_accuracy
 
 
 @dataclass
@@ -20,9 +20,11 @@ class ComponentTotals:
     indices: list[int] = field(default_factory=list)
     """The dataset index of each image (per-image lists follow this order; shards are merged by it)."""
 
-    def add(self, predictions, labels, accuracy, extras: dict, indices=None) -> None:
-        """One batch. An image without any labelled pixel has no accuracy: it is recorded as NaN and left out of
+    def add(self, predictions, labels, extras: dict, indices=None) -> None:
+        """One batch: its pixel accuracies (``pixel_accuracy``, fractions), confusion matrix and APSR from the
+        predictions. An image without any labelled pixel has no accuracy: it is recorded as NaN and left out of
         ACC (counted as ``unlabelled_images``)."""
+        accuracy = pixel_accuracy(predictions, labels)
         self.confusion += confusion_matrix(predictions, labels, self.confusion.shape[0])
         self.indices += [int(i) for i in indices] if indices is not None else \
             list(range(len(self.indices), len(self.indices) + labels.shape[0]))

@@ -212,10 +212,6 @@ class DefendedModel(nn.Module):
     def randomized(self) -> bool:
         return any(t.randomized for t in self.transforms)
 
-    @property
-    def differentiable(self) -> bool:
-        return all(t.differentiable for t in self.transforms)
-
     def describe(self) -> str:
         return " -> ".join(t.describe() for t in self.transforms)
 
