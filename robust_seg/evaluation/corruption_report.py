@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from robust_seg.compat.corruptions import FAMILIES  # noqa: E402
-from robust_seg.reporting.files import atomic_write_text  # noqa: E402
+from robust_seg.compat.corruptions import FAMILIES
+from robust_seg.reporting.files import atomic_write_text
 
 PLOT = "corruptions.png"
 
@@ -58,7 +53,10 @@ def plot_corruptions(results, path: Path) -> None:
     if extra:
         groups["extra"] = extra
     groups = {family: names for family, names in groups.items() if names}
-    figure, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3), squeeze=False, sharey=True)
+    from matplotlib.figure import Figure  # imported when the figure is drawn
+
+    figure = Figure(figsize=(3.2 * len(groups), 3), layout="tight")
+    axes = figure.subplots(1, len(groups), squeeze=False, sharey=True)
     for axis, (family, names) in zip(axes[0], groups.items()):
         for name in names:
             axis.plot(severities, [summary["table"][name][str(s)]["miou"] for s in severities], marker="o", label=name)
@@ -68,9 +66,7 @@ def plot_corruptions(results, path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=6)
     axes[0][0].set_ylabel("mIoU (%)")
-    figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def write_corruption_reports(results, run_dir: Path, provenance_text: str, logger) -> str:

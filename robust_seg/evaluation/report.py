@@ -4,19 +4,14 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import matplotlib
-import matplotlib.patches
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from robust_seg.evaluation.calibration import calibration_markdown, write_calibration_reports  # noqa: E402
-from robust_seg.metrics.apsr import save_failure_curves_png  # noqa: E402
-from robust_seg.names import COMPONENT_LABELS, WORST  # noqa: E402
-from robust_seg.evaluation.results import EvaluationResults  # noqa: E402
-from robust_seg.reporting.files import atomic_write_json, atomic_write_text  # noqa: E402
+from robust_seg.evaluation.calibration import calibration_markdown, write_calibration_reports
+from robust_seg.metrics.apsr import save_failure_curves_png
+from robust_seg.names import COMPONENT_LABELS, WORST
+from robust_seg.evaluation.results import EvaluationResults
+from robust_seg.reporting.files import atomic_write_json, atomic_write_text
 
 
 
@@ -145,9 +140,12 @@ def results_markdown(results: EvaluationResults) -> str:
 
 def plot_robustness_curve(results: EvaluationResults, path: Path) -> None:
     """Robust ACC and mIoU of the worst case against the radius (x axis in units of 1/255)."""
+    from matplotlib.figure import Figure  # imported when a figure is drawn: a run that draws none never loads it
+
     keys = list(results.radii)
     x = [results.radius_values[k] * 255 for k in keys]
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure = Figure(figsize=(5, 3.5), layout="constrained")
+    axis = figure.add_subplot()
     for metric, label in (("acc", "ACC"), ("miou", "mIoU")):
         axis.plot(x, [getattr(results.worst_case(k), metric) for k in keys], marker="o", label=label)
     axis.set_xlabel("radius  $\\epsilon_\\infty$ (x 1/255)")
@@ -156,59 +154,75 @@ def plot_robustness_curve(results: EvaluationResults, path: Path) -> None:
     axis.set_title(textwrap.fill(f"{results.attack}: {results.model}", 60), fontsize=8)
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
-def _colour(mask: torch.Tensor, num_classes: int) -> np.ndarray:
-    palette = (plt.get_cmap("tab20")(np.linspace(0, 1, max(num_classes, 2)))[:, :3] * 255).astype(np.uint8)
+def _palette(num_classes: int) -> np.ndarray:
+    """One colour (uint8 RGB) per class, from matplotlib's tab20."""
+    from matplotlib import colormaps
+
+    return (colormaps["tab20"](np.linspace(0, 1, max(num_classes, 2)))[:, :3] * 255).astype(np.uint8)
+
+
+def _colour(mask: torch.Tensor, palette: np.ndarray) -> np.ndarray:
     array = mask.numpy()
-    out = np.zeros(array.shape + (3,), dtype=np.uint8)
+    out = np.full(array.shape + (3,), 255, dtype=np.uint8)  # white: ignored (255)
     valid = array != 255
     out[valid] = palette[array[valid] % len(palette)]
-    out[~valid] = 255
     return out
 
 
 def plot_attacked_images(figure_data: dict, class_names: list[str], path: Path) -> list[str]:
     """Per image: perturbed images, perturbations (scaled to the radius) and predictions per radius (App. D), with a
-    legend of the class colours; returns the legend's entries."""
+    legend of the class colours; returns the legend's entries.
+
+    The panels are tiles of one image drawn in one axes (a grid of axes costs about a second per figure)."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     keys = [k for k in figure_data if k not in ("images", "labels")]
     images, labels = figure_data["images"], figure_data["labels"]
-    count = images.shape[0]
-    columns = len(keys) + 1
-    figure, axes = plt.subplots(3 * count, columns, figsize=(1.8 * columns, 1.8 * 3 * count), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
+    count, columns = images.shape[0], len(keys) + 1
+    height, width = images.shape[-2:]
+    gap_x, gap_y = max(width // 8, 2), max(height // 4, 6)  # room between tiles, and above each for its title
+    tile_h, tile_w = height + gap_y, width + gap_x
+    canvas = np.full((3 * count * tile_h, columns * tile_w, 3), 255, dtype=np.uint8)
+    titles = []
+    palette = _palette(len(class_names))
+
+    def place(row: int, column: int, tile: torch.Tensor | np.ndarray, title: str) -> None:
+        if isinstance(tile, torch.Tensor):  # (3, H, W) in [0, 1]
+            tile = (tile.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        top, left = row * tile_h + gap_y, column * tile_w + gap_x // 2
+        canvas[top:top + height, left:left + width] = tile
+        titles.append((left + width / 2, top - 1, title))
+
     for i in range(count):
-        axes[3 * i, 0].imshow(images[i].permute(1, 2, 0).numpy())
-        axes[3 * i, 0].set_title("original", fontsize=7)
-        axes[3 * i + 1, 0].imshow(_colour(labels[i], len(class_names)))
-        axes[3 * i + 1, 0].set_title("ground truth", fontsize=7)
+        place(3 * i, 0, images[i], "original")
+        place(3 * i + 1, 0, _colour(labels[i], palette), "ground truth")
         for j, key in enumerate(keys, start=1):
             entry = figure_data[key]
             delta = entry["adv"][i] - images[i]
             radius = float(delta.abs().max())
-            axes[3 * i, j].imshow(entry["adv"][i].permute(1, 2, 0).clamp(0, 1).numpy())
-            axes[3 * i, j].set_title(f"eps {key}" if key != "minimal_norm" else f"norm {255 * radius:.2f}/255",
-                                     fontsize=7)
-            axes[3 * i + 1, j].imshow(_colour(entry["pred"][i], len(class_names)))
-            axes[3 * i + 1, j].set_title(f"Acc: {100 * float(entry['acc'][i]):.1f}%", fontsize=7)
+            place(3 * i, j, entry["adv"][i], f"eps {key}" if key != "minimal_norm" else f"norm {255 * radius:.2f}/255")
+            place(3 * i + 1, j, _colour(entry["pred"][i], palette), f"Acc: {100 * float(entry['acc'][i]):.1f}%")
             scaled = (delta / (2 * radius) + 0.5) if radius > 0 else torch.full_like(delta, 0.5)
-            axes[3 * i + 2, j].imshow(scaled.clamp(0, 1).permute(1, 2, 0).numpy())
-            axes[3 * i + 2, j].set_title("perturbation", fontsize=7)
-    palette = _colour(torch.arange(len(class_names)).view(1, -1), len(class_names))[0] / 255.0
-    handles = [matplotlib.patches.Patch(color=palette[k], label=name) for k, name in enumerate(class_names)]
-    handles.append(matplotlib.patches.Patch(facecolor="white", edgecolor="grey", label="ignored (255)"))
+            place(3 * i + 2, j, scaled, "perturbation")
+    handles = [Patch(color=palette[k] / 255.0, label=name) for k, name in enumerate(class_names)]
+    handles.append(Patch(facecolor="white", edgecolor="grey", label="ignored (255)"))
+    legend_rows = (len(handles) + 3) // 4
+    figure_width = 1.8 * columns
+    grid_height = figure_width * canvas.shape[0] / canvas.shape[1]
+    legend_height = 0.2 * legend_rows + 0.1
+    total_height = grid_height + legend_height
+    figure = Figure(figsize=(figure_width, total_height))
+    axis = figure.add_axes((0, legend_height / total_height, 1, grid_height / total_height))
+    axis.imshow(canvas, interpolation="nearest")
+    axis.axis("off")
+    for x, y, title in titles:
+        axis.text(x, y, title, ha="center", va="bottom", fontsize=7)
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=7, frameon=False)
-    # fixed margins for a grid of bare images with small titles (tight_layout measures every text: ~1 s here)
-    height = 1.8 * 3 * count
-    figure.subplots_adjust(left=0.01, right=0.99, top=1 - 0.2 / height,
-                           bottom=0.03 * (1 + len(handles) // 4) / max(count, 1) + 0.05 / height,
-                           wspace=0.08, hspace=0.25)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return [handle.get_label() for handle in handles]
 
 
