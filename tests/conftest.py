@@ -1,6 +1,8 @@
 """Shared test helpers: config composition and running the entry points in a subprocess."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 from contextlib import contextmanager
@@ -42,6 +44,40 @@ def run_entry(module: str, *overrides: str, cwd: Path, timeout: float = 600, che
         raise AssertionError(f"{module} failed ({completed.returncode}):\n{completed.stdout[-3000:]}\n"
                              f"{completed.stderr[-3000:]}")
     return completed
+
+
+def call(module: str, *args: str) -> tuple[int, str, str]:
+    """Run ``python -m robust_seg.<module> args`` in this process: (exit code, stdout, stderr). The same code path as
+    the console scripts without the interpreter's start (several seconds, mostly torch and MMSeg imports); a test that
+    needs a real process (a kill, the interpreter's exit, torchrun) uses :func:`run_entry`."""
+    import importlib
+
+    import torch
+
+    entry = importlib.import_module(f"robust_seg.{module}")
+    out, err = io.StringIO(), io.StringIO()
+    argv, threads = sys.argv, torch.get_num_threads()
+    sys.argv = [f"robust_seg.{module}", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                entry.main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_in_process(module: str, *overrides: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    """:func:`call` in ``cwd``, answered as :func:`run_entry` answers (``returncode``, ``stdout``, ``stderr``)."""
+    with contextlib.chdir(cwd):
+        code, out, err = call(module, *overrides)
+    if check and code != 0:
+        raise AssertionError(f"{module} failed ({code}):\n{out[-3000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess([module, *overrides], code, out, err)
 
 
 @pytest.fixture

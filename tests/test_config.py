@@ -97,3 +97,24 @@ def test_unknown_key_in_a_group_file_is_rejected(tmp_path):
 def test_the_main_jobs_note_says_the_iterations_actually_run():
     note = compose_config("evaluate", ["experiment=embedded_default", "attack.options.iterations=3"]).attack.note
     assert note.startswith("embedded default: 3 APGD iterations per loss instead of the paper's 300")
+
+
+def test_no_config_sets_the_hydra_mode_so_the_command_line_decides_it():
+    """robust_seg.run.cli.mode_from_the_command_line skips Hydra's composition that only reads ``hydra.mode``: valid
+    while no config sets it. A command line that sets it gets Hydra's own reading."""
+    import yaml
+    from hydra._internal.hydra import Hydra
+
+    from robust_seg.run.cli import mode_from_the_command_line
+
+    for path in Path(CONFIGS).rglob("*.yaml"):
+        for document in yaml.safe_load_all(path.read_text()):
+            hydra_settings = (document or {}).get("hydra") or {}
+            assert "mode" not in hydra_settings, f"{path} sets hydra.mode"
+    original = Hydra.get_mode
+    with mode_from_the_command_line(["attack=sea", "-m"]):
+        assert Hydra.get_mode is not original and Hydra.get_mode(None, "evaluate", []) is None
+    assert Hydra.get_mode is original
+    for written in ("hydra.mode=MULTIRUN", "++hydra.mode=RUN"):
+        with mode_from_the_command_line(["attack=sea", written]):
+            assert Hydra.get_mode is original

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import assert_markdown_tables
-from tests.test_run_integrity import call
+from tests.conftest import assert_markdown_tables, call
 
 BASE = ["logger=none", "dataset.synthetic.num_val=2", "max_images=2", "batch_size=2"]
 GRID = ["attack=corruptions", "attack.options.corruptions=[gaussian_noise,fog,contrast]",

@@ -16,8 +16,7 @@ from robust_seg.attacks.black_box import square, window_fraction
 from robust_seg.data import build_dataset
 from robust_seg.models.embedded import load_embedded_model
 from robust_seg.names import ROOT
-from tests.conftest import killed_at_batch
-from tests.test_run_integrity import call
+from tests.conftest import call, killed_at_batch
 
 EPS = 8 / 255
 
@@ -185,7 +184,7 @@ def test_diagnostics_flag_a_gradient_masked_model_and_square_beats_the_white_box
 
 def test_the_plain_shipped_model_passes_every_check(tmp_path, monkeypatch):
     results = _evaluate(tmp_path, monkeypatch, lambda m: m, "attack=sea", "attack.options.iterations=50",
-                        "attack.eps=[0,4/255,8/255]", "run_name=plain")
+                        "attack.eps=[0,4/255,8/255]", "max_images=4", "run_name=plain")
     diagnostics = results["diagnostics"]
     assert diagnostics["flagged"] == [], diagnostics["checks"]
     assert all(check["status"] == "ok" for check in diagnostics["checks"].values())

@@ -1,14 +1,15 @@
-"""The entry points end to end: clean training learns; a multirun grid runs every combination."""
+"""The entry points end to end: clean training learns; a multirun grid runs every combination. They run in this
+process (``call``: the entry point's ``main()``, the code path of the console scripts)."""
 import json
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import TINY, run_entry
+from tests.conftest import TINY, run_in_process
 
 
 def test_clean_training_reaches_miou_well_above_chance(tmp_path):
-    completed = run_entry(
+    completed = run_in_process(
         "train", "logger=none", "dataset.synthetic.num_train=256", "dataset.synthetic.num_val=32",
         "scheme=clean", "schedule.epochs=3", "schedule.warmup_epochs=0.25", "batch_size=8",
         "optimizer.lr=4e-3", "robust_eval.iterations=0", "eval_every=3", "run_name=clean", cwd=tmp_path, check=True)
@@ -23,7 +24,7 @@ def test_clean_training_reaches_miou_well_above_chance(tmp_path):
 
 def test_multirun_grid_runs_every_combination(tmp_path):
     """Two attacks x two models with an attack option written the obvious way (no +/++), as the README's grid."""
-    run_entry("evaluate", "-m", *TINY, "max_images=2", "batch_size=2", "attack=apgd,segpgd",
+    run_in_process("evaluate", "-m", *TINY, "max_images=2", "batch_size=2", "attack=apgd,segpgd",
               "model=embedded,embedded_clean", "attack.options.iterations=2", "attack.eps=[0,4/255]",
               "run_name=grid", cwd=tmp_path, check=True)
     jobs = sorted((tmp_path / "outputs/evaluate/multirun/grid").glob("[0-9]*"))
@@ -57,7 +58,7 @@ def test_training_hands_over_its_weights_and_the_command_that_evaluates_them(tmp
     """Without export_path the final weights are in the run directory; the printed evaluate command runs on them."""
     import shlex
 
-    trained = run_entry("train", *TINY, "schedule.epochs=1", "schedule.warmup_epochs=0", "batch_size=8",
+    trained = run_in_process("train", *TINY, "schedule.epochs=1", "schedule.warmup_epochs=0", "batch_size=8",
                         "max_steps_per_epoch=2", "robust_eval.iterations=0", "dataset.synthetic.num_val=4",
                         "run_name=handover", cwd=tmp_path, check=True)
     lines = dict(line.split(": ", 1) for line in trained.stdout.splitlines() if ": " in line)
@@ -67,7 +68,7 @@ def test_training_hands_over_its_weights_and_the_command_that_evaluates_them(tmp
     command = shlex.split(lines["evaluate them"])
     assert command[:3] == ["python", "-m", "robust_seg.evaluate"] and f"model.checkpoint={weights}" in command
     assert "dataset.synthetic.num_val=4" in command  # the run's dataset overrides travel with it
-    evaluated = run_entry("evaluate", *command[3:], "logger=none", "max_images=2", "attack.options.iterations=1",
+    evaluated = run_in_process("evaluate", *command[3:], "logger=none", "max_images=2", "attack.options.iterations=1",
                           "attack.eps=[0,4/255]", "run_name=handover_eval", cwd=tmp_path, check=True)
     results = json.loads((tmp_path / "outputs/evaluate/handover_eval/results.json").read_text())
     assert results["provenance"]["model"]["checkpoint"] == str(weights) and results["images"] == 2

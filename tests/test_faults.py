@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, call, run_in_process
 from tests.test_run_integrity import EVAL, TRAIN, call, snapshot
 
 SHARD = ["logger=none", "dataset.synthetic.num_val=4", "max_images=4", "batch_size=2", "attack=none",
@@ -264,9 +264,8 @@ def test_a_second_process_on_a_run_directory_is_refused(tmp_path, module, base, 
     while not (lock.exists() and lock.read_text()) and first.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert first.poll() is None, "the first run ended before the second could start"
-    second = subprocess.run([sys.executable, "-m", f"robust_seg.{module}", *base, *extra, "run_name=shared",
-                             "resume=true", "seed=1" if module == "evaluate" else "seed=0"], cwd=tmp_path,
-                            env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True)
+    second = run_in_process(module, *base, *extra, "run_name=shared", "resume=true",  # this test's own process
+                            "seed=1" if module == "evaluate" else "seed=0", cwd=tmp_path)
     holder = json.loads(lock.read_text())
     assert second.returncode == 2 and "Traceback" not in second.stderr
     line = second.stderr.strip().splitlines()[-1]
@@ -275,8 +274,7 @@ def test_a_second_process_on_a_run_directory_is_refused(tmp_path, module, base, 
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     assert not lock.exists()
-    alone = subprocess.run([sys.executable, "-m", f"robust_seg.{module}", *base, *extra, "run_name=alone"],
-                           cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True)
+    alone = run_in_process(module, *base, *extra, "run_name=alone", cwd=tmp_path)
     assert alone.returncode == 0  # the first run's numbers are those of a run alone
     name = "results.json" if module == "evaluate" else "train_results.json"
     shared, single = (json.loads((tmp_path / "outputs" / module / n / name).read_text()) for n in ("shared", "alone"))

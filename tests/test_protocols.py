@@ -20,7 +20,7 @@ from robust_seg.data.protocols import EvalProtocol, resolve_protocol
 from robust_seg.data.transforms import SeaTrainTransform
 from robust_seg.errors import ConfigError
 from robust_seg.radii import parse_radii
-from tests.conftest import compose_config, run_entry
+from tests.conftest import compose_config, run_in_process
 from tests.test_data import voc_config
 
 SIZES = {"a": (375, 500), "b": (500, 333), "c": (473, 473)}
@@ -165,8 +165,8 @@ def test_protocol_recorded_in_results_and_report(workdir, override, expected):
         "defaults:\n  - /model/embedded@_here_\n  - _self_\n\nname: embedded-zoo\n"
         "zoo: {dataset: synthetic, threat_model: Linf, protocol: sea}\n")
     zoo = [f"hydra.searchpath=[file://{workdir / 'conf'}]", "model=embedded_zoo"]
-    run_entry("evaluate", *zoo, *override, "max_images=2", "logger=none", "figure_images=0",
-              "run_name=protocol", cwd=workdir, check=True)
+    run_in_process("evaluate", *zoo, *override, "max_images=2", "logger=none", "figure_images=0",
+                   "run_name=protocol", cwd=workdir, check=True)
     run_dir = workdir / "outputs" / "evaluate" / "protocol"
     protocol = json.loads((run_dir / "results.json").read_text())["provenance"]["dataset"]["protocol"]
     assert protocol["name"] == expected and protocol["outlines"] == "ignore"
@@ -256,8 +256,8 @@ def test_duplicate_radii_are_refused():
 
 
 def test_duplicate_radii_refused_before_any_image_is_evaluated(workdir):
-    result = run_entry("evaluate", "attack=apgd", "attack.eps=[8/255,8/255]", "max_images=2",
-                       "logger=none", cwd=workdir)
+    result = run_in_process("evaluate", "attack=apgd", "attack.eps=[8/255,8/255]", "max_images=2",
+                            "logger=none", cwd=workdir)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == ("error: attack.eps: 8/255 is listed twice; each image is "
                                                       "evaluated once per radius: remove one")

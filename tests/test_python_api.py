@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import ROOT
-from tests.test_run_integrity import call
+from tests.conftest import ROOT, call
 
 
 def test_quick_start_code_blocks_run_as_written(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Kill a run mid-way, resume it, and get what an uninterrupted run gets (training and evaluation)."""
+"""Kill a run mid-way, resume it, and get what an uninterrupted run gets (training and evaluation). The killed run is a
+real process (SIGKILL); the uninterrupted and the resumed runs go through the same entry point in this process."""
 import json
 import os
 import signal
@@ -8,11 +9,11 @@ import time
 
 import torch
 
-from tests.conftest import ROOT, TINY, run_entry
+from tests.conftest import ROOT, TINY, run_in_process
 
-TRAIN = [*TINY, "schedule.epochs=3", "schedule.warmup_epochs=1", "batch_size=8", "max_steps_per_epoch=4",
-         "robust_eval.iterations=0", "eval_every=3"]
-EVALUATE = [*TINY, "attack=sea", "attack.eps=[0,4/255]", "attack.options.iterations=8", "max_images=8",
+TRAIN = [*TINY, "schedule.epochs=2", "schedule.warmup_epochs=1", "batch_size=8", "max_steps_per_epoch=3",
+         "robust_eval.iterations=0", "eval_every=2"]
+EVALUATE = [*TINY, "attack=sea", "attack.eps=[0,4/255]", "attack.options.iterations=3", "max_images=8",
             "batch_size=2"]  # four batches: killed after two
 
 
@@ -34,7 +35,7 @@ def _kill_when(module, overrides, cwd, ready, timeout=300):
 
 
 def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
-    run_entry("train", *TRAIN, "run_name=straight", cwd=tmp_path, check=True)
+    run_in_process("train", *TRAIN, "run_name=straight", cwd=tmp_path, check=True)
     checkpoint = tmp_path / "outputs/train/interrupted/checkpoints/last.pt"
 
     def after_first_epoch():
@@ -44,21 +45,21 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
 
     assert _kill_when("train", [*TRAIN, "run_name=interrupted"], tmp_path, after_first_epoch)
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
-    refused = run_entry("train", *TRAIN, "run_name=interrupted", cwd=tmp_path)
+    refused = run_in_process("train", *TRAIN, "run_name=interrupted", cwd=tmp_path)
     assert refused.returncode != 0 and "resume=true" in refused.stderr
-    run_entry("train", *TRAIN, "run_name=interrupted", "resume=true", cwd=tmp_path, check=True)
+    run_in_process("train", *TRAIN, "run_name=interrupted", "resume=true", cwd=tmp_path, check=True)
 
     straight = torch.load(tmp_path / "outputs/train/straight/checkpoints/last.pt", weights_only=True)
     resumed = torch.load(checkpoint, weights_only=True)
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     final = json.loads((tmp_path / "outputs/train/interrupted/train_results.json").read_text())
-    assert final["epochs"] == 3 and final["final"]["epoch"] == 3
+    assert final["epochs"] == 2 and final["final"]["epoch"] == 2
 
 
 def test_evaluation_killed_between_batches_resumes_to_the_same_table(tmp_path):
-    run_entry("evaluate", *EVALUATE, "run_name=straight", cwd=tmp_path, check=True)
+    run_in_process("evaluate", *EVALUATE, "run_name=straight", cwd=tmp_path, check=True)
     batches = tmp_path / "outputs/evaluate/interrupted/batches.jsonl"
 
     def after_two_batches():
@@ -66,7 +67,7 @@ def test_evaluation_killed_between_batches_resumes_to_the_same_table(tmp_path):
 
     assert _kill_when("evaluate", [*EVALUATE, "run_name=interrupted"], tmp_path, after_two_batches)
     assert not (tmp_path / "outputs/evaluate/interrupted/results.json").exists()
-    run_entry("evaluate", *EVALUATE, "run_name=interrupted", "resume=true", cwd=tmp_path, check=True)
+    run_in_process("evaluate", *EVALUATE, "run_name=interrupted", "resume=true", cwd=tmp_path, check=True)
 
     straight = json.loads((tmp_path / "outputs/evaluate/straight/results.json").read_text())
     resumed = json.loads((tmp_path / "outputs/evaluate/interrupted/results.json").read_text())

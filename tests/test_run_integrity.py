@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, killed_at_batch
+from tests.conftest import ROOT, call, killed_at_batch
 
 ASSET = ROOT / "robust_seg" / "assets" / "small_upernet_convnext_synthetic.pt"
 CLEAN_ASSET = ROOT / "robust_seg" / "assets" / "small_upernet_convnext_synthetic_clean.pt"
@@ -25,27 +25,6 @@ EVAL = ["logger=none", "dataset.synthetic.num_val=4", "max_images=4", "batch_siz
         "attack.eps=[8/255]", "attack.options.iterations=2", "attack.options.schedule=const"]
 TRAIN = ["logger=none", "dataset.synthetic.num_train=16", "dataset.synthetic.num_val=4", "batch_size=8",
          "schedule.epochs=1", "schedule.warmup_epochs=0", "robust_eval.max_images=2", "robust_eval.iterations=1"]
-
-
-def call(module: str, *args: str) -> tuple[int, str, str]:
-    """Run ``python -m robust_seg.<module> args`` in this process: (exit code, stdout, stderr)."""
-    import importlib
-
-    entry = importlib.import_module(f"robust_seg.{module}")
-    out, err = io.StringIO(), io.StringIO()
-    argv, threads = sys.argv, torch.get_num_threads()
-    sys.argv = [f"robust_seg.{module}", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                entry.main()
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = argv
-        torch.set_num_threads(threads)
-    return code, out.getvalue(), err.getvalue()
 
 
 def snapshot(directory: Path) -> dict[str, str]:

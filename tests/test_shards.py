@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, assert_markdown_tables, killed_at_batch
-from tests.test_run_integrity import call
+from tests.conftest import ROOT, assert_markdown_tables, call, killed_at_batch
 
 BASE = ["logger=none", "dataset.synthetic.num_val=5", "max_images=5", "batch_size=2", "runtime.threads=1"]
 KINDS = {

@@ -18,8 +18,8 @@ from robust_seg.reporting import published
 from robust_seg.models.zoo import zoo_models
 from robust_seg.names import ZOO_DIR
 from robust_seg.reporting.published import paper_numbers
-from tests.conftest import assert_markdown_tables, compose_config
-from tests.test_run_integrity import ASSET, CLEAN_ASSET, call
+from tests.conftest import assert_markdown_tables, call, compose_config
+from tests.test_run_integrity import ASSET, CLEAN_ASSET
 
 RUN = ["logger=none", "dataset.synthetic.num_val=2", "max_images=2", "batch_size=2", "attack=sea",
        "++attack.options.iterations=2", "attack.eps=[0,4/255,8/255]", "diagnostics=false"]
