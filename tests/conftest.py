@@ -80,6 +80,17 @@ def run_in_process(module: str, *overrides: str, cwd: Path, check: bool = False)
     return subprocess.CompletedProcess([module, *overrides], code, out, err)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that sets torch's thread count leaves it as it found it: the runs of later tests in this process (and
+    their numbers, compared with those of a subprocess) do not depend on which tests ran before."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def workdir(tmp_path):
     return tmp_path

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from tests.conftest import ROOT, call, run_in_process
-from tests.test_run_integrity import EVAL, TRAIN, call, snapshot
+from tests.test_run_integrity import EVAL, TRAIN, snapshot
 
 SHARD = ["logger=none", "dataset.synthetic.num_val=4", "max_images=4", "batch_size=2", "attack=none",
          "num_shards=2"]
