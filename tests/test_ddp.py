@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, run_in_process
 
 SAME_PROBLEM = [*TINY, "model=small_segmenter_vit", "model.mmseg.backbone.drop_path_rate=0",
                 "dataset.synthetic.num_train=8", "dataset.synthetic.border_width=0", "batch_size=8",
@@ -27,18 +27,22 @@ SAME_PROBLEM = [*TINY, "model=small_segmenter_vit", "model.mmseg.backbone.drop_p
                 "optimizer.name=sgd", "optimizer.lr=0.05", "optimizer.weight_decay=0"]
 
 
-def _train(launcher: list[str], run_name: str, cwd):
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    completed = subprocess.run([*launcher, "-m", "robust_seg.train", *SAME_PROBLEM, f"run_name={run_name}"],
-                               cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+def _train(launcher: list[str] | None, run_name: str, cwd):
+    """Train with ``launcher`` (a real torchrun), or in this process when it is None."""
+    if launcher is None:
+        run_in_process("train", *SAME_PROBLEM, f"run_name={run_name}", cwd=cwd, check=True)
+    else:
+        env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+        completed = subprocess.run([*launcher, "-m", "robust_seg.train", *SAME_PROBLEM, f"run_name={run_name}"],
+                                   cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stderr[-3000:]
     run_dir = cwd / "outputs/train" / run_name
     return (json.loads((run_dir / "train_results.json").read_text()),
             torch.load(run_dir / "checkpoints/last.pt", weights_only=True))
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    single, single_state = _train([sys.executable], "single", tmp_path)
+    single, single_state = _train(None, "single", tmp_path)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     ddp, ddp_state = _train(torchrun, "ddp", tmp_path)
 

@@ -172,7 +172,7 @@ def _evaluate(tmp_path: Path, monkeypatch, wrap, *args: str) -> dict:
 
 def test_diagnostics_flag_a_gradient_masked_model_and_square_beats_the_white_box_attack(tmp_path, monkeypatch):
     results = _evaluate(tmp_path, monkeypatch, Quantised, "attack=sea_square", "attack.options.iterations=10",
-                        "attack.options.queries=200", "run_name=masked")
+                        "attack.options.queries=200", "max_images=4", "run_name=masked")
     checks = results["diagnostics"]["checks"]
     assert checks["unavailable_gradients"]["status"] == "flag" and checks["unavailable_gradients"]["value"] == 1.0
     assert checks["black_box_beats_white_box"]["status"] == "flag"
