@@ -59,7 +59,6 @@ def _train_and_evaluate(method: str, tmp_path, epochs: int, train_images: int, v
 
 
 def test_comparison_mechanics_on_a_tiny_budget(tmp_path):
-    torch.set_num_threads(2)
     rows = [_train_and_evaluate(method, tmp_path, epochs=2, train_images=16, val_images=8)
             for method in ("ce", "cals_alm")]
     ce, alm = rows

@@ -99,7 +99,11 @@ def test_square_skipping_solved_images_gives_the_same_results_with_fewer_queries
     check_linf_box(skipped.adv_images, images, EPS)
 
 
+@pytest.mark.slow  # a measurement of strength on the shipped model; Square's rules are checked on the toy models
 def test_square_on_the_shipped_model_is_weaker_than_sea_but_finds_pixels(model, batch):
+    """Square (300 queries) against SEA (20 iterations) at 8/255. Its per-image randomness (an image's result does
+    not depend on its batch) is also checked in the default suite, by the sharded Square evaluation
+    (tests/test_shards.py) equal to the one-process run."""
     images, labels = batch
     result = square(model, images, labels, eps=EPS, queries=300, image_seeds=[0, 1, 2, 3])
     check_linf_box(result.adv_images, images, EPS)

@@ -254,7 +254,7 @@ def _start(tmp_path: Path, module: str, *overrides: str) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("module, base, extra", [
-    ("evaluate", EVAL, ["attack.options.iterations=40", "max_images=4", "batch_size=1"]),
+    ("evaluate", EVAL, ["attack.options.iterations=10", "max_images=4", "batch_size=1"]),
     ("train", TRAIN, ["schedule.epochs=3", "robust_eval.iterations=2"]),
 ])
 def test_a_second_process_on_a_run_directory_is_refused(tmp_path, module, base, extra):

@@ -63,7 +63,12 @@ def _confusions(state_totals: dict) -> dict:
                   for name, c in comps.items()} for key, comps in state_totals.items()}
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+GRADIENT_TWINS = ("apgd", "pgd")
+"""Kinds whose sharding is the same code path as SEA's (a white-box attack with per-image state; SEA runs APGD):
+their 3-shard merge is in the slow set, SEA's in the default suite."""
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in GRADIENT_TWINS else k for k in KINDS])
 def test_three_shards_merged_equal_one_process(tmp_path, kind):
     from robust_seg.evaluation.shards import merge_states
 

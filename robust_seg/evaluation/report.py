@@ -144,7 +144,8 @@ def plot_robustness_curve(results: EvaluationResults, path: Path) -> None:
 
     keys = list(results.radii)
     x = [results.radius_values[k] * 255 for k in keys]
-    figure = Figure(figsize=(5, 3.5), layout="constrained")
+    figure = Figure(figsize=(5, 3.5))
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.88)  # fixed: a layout engine costs 0.1 s
     axis = figure.add_subplot()
     for metric, label in (("acc", "ACC"), ("miou", "mIoU")):
         axis.plot(x, [getattr(results.worst_case(k), metric) for k in keys], marker="o", label=label)
