@@ -21,7 +21,7 @@ from robust_seg.reporting import published
 from robust_seg.reporting.paper_tables import TABLES, make_table, table_spec
 from robust_seg.reporting.render import to_csv, to_latex, to_markdown
 from robust_seg.reporting.tables import Coordinates, build_table, collect_runs
-from tests.conftest import ROOT, assert_markdown_tables
+from tests.conftest import ROOT, assert_markdown_tables, run_in_process
 
 EXPERIMENTS = ROOT / "configs" / "experiment"
 
@@ -323,12 +323,17 @@ def test_make_table_script_reports_unknown_tables(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- end to end
 def _multirun(experiment: str, sweep_dir: Path, *extra: str, **env_set: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1", **env_set)
-    command = [sys.executable, "-m", "robust_seg.evaluate", "-m", f"experiment={experiment}", "+scale=embedded",
-               "logger=none", f"hydra.sweep.dir={sweep_dir}", *extra]
+    """The experiment's grid as ``python -m robust_seg.evaluate -m``: in this process unless environment variables
+    are to be set (a real process then)."""
+    command = ["-m", f"experiment={experiment}", "+scale=embedded", "logger=none", f"hydra.sweep.dir={sweep_dir}",
+               *extra]
     if not (ROOT / "robust_seg" / "assets" / "small_upernet_convnext_synthetic.pt").exists():
         command.append("model.checkpoint=null")  # the shipped checkpoint is not there yet: random weights
-    return subprocess.run(command, cwd=sweep_dir.parent, env=env, capture_output=True, text=True, timeout=1800)
+    if not env_set:
+        return run_in_process("evaluate", *command, cwd=sweep_dir.parent)
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1", **env_set)
+    return subprocess.run([sys.executable, "-m", "robust_seg.evaluate", *command], cwd=sweep_dir.parent, env=env,
+                          capture_output=True, text=True, timeout=1800)
 
 
 def _check_embedded_table(name: str, sweep_dir: Path) -> None:
