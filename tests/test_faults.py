@@ -255,7 +255,8 @@ def _start(tmp_path: Path, module: str, *overrides: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("module, base, extra", [
     ("evaluate", EVAL, ["attack.options.iterations=10", "max_images=4", "batch_size=1"]),
-    ("train", TRAIN, ["schedule.epochs=3", "robust_eval.iterations=2"]),
+    # the same lock (robust_seg/run/cli.run_job) taken by the other entry point: in the slow set
+    pytest.param("train", TRAIN, ["schedule.epochs=3", "robust_eval.iterations=2"], marks=pytest.mark.slow),
 ])
 def test_a_second_process_on_a_run_directory_is_refused(tmp_path, module, base, extra):
     first = _start(tmp_path, module, *base, *extra, "run_name=shared")

@@ -11,6 +11,7 @@ functional deep-stem forward, and the whole network against the reference module
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,9 @@ def _randomise(module: nn.Module, seed: int) -> None:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * (1.0 / fan_in) ** 0.5)
 
 
+@functools.lru_cache(maxsize=None)
 def _reference(head: str, ddcat: bool) -> SemsegNet:
+    """The authors' network with random weights, built once per (head, ddcat) in this process (tests only read it)."""
     torch.manual_seed(0)
     reference = SemsegNet(head, ddcat)
     _randomise(reference, seed=1)

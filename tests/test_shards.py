@@ -52,6 +52,18 @@ def _evaluate(tmp_path: Path, *args: str) -> dict:
     return json.loads((run / "results.json").read_text()) | {"report": report, "dir": run}
 
 
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """The one-process run of a kind, run once per worker process and shared by the tests that compare with it."""
+    runs: dict[str, dict] = {}
+
+    def get(kind: str) -> dict:
+        if kind not in runs:
+            runs[kind] = _evaluate(tmp_path_factory.mktemp(f"single_{kind}"), *KINDS[kind], "run_name=single")
+        return runs[kind]
+    return get
+
+
 def _merge(*paths: Path, output: Path) -> dict:
     from robust_seg.merge import merge
 
@@ -69,10 +81,10 @@ their 3-shard merge is in the slow set, SEA's in the default suite."""
 
 
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in GRADIENT_TWINS else k for k in KINDS])
-def test_three_shards_merged_equal_one_process(tmp_path, kind):
+def test_three_shards_merged_equal_one_process(tmp_path, kind, single_run):
     from robust_seg.evaluation.shards import merge_states
 
-    single = _evaluate(tmp_path, *KINDS[kind], "run_name=single")
+    single = single_run(kind)
     shards = [_evaluate(tmp_path, *KINDS[kind], f"shard={k}", "num_shards=3", f"run_name=shard{k}") for k in range(3)]
     assert [s["images"] for s in shards] == [2, 2, 1] and all("shard" in s for s in shards)  # batches 0, 1, 2
     merged = _merge(*(s["dir"] for s in shards), output=tmp_path / "merged")
@@ -87,9 +99,9 @@ def test_three_shards_merged_equal_one_process(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["sea", "corruptions"])
-def test_a_killed_shard_resumed_then_merged_equals_one_process(tmp_path, monkeypatch, kind):
+def test_a_killed_shard_resumed_then_merged_equals_one_process(tmp_path, monkeypatch, kind, single_run):
     args = KINDS[kind]
-    single = _evaluate(tmp_path, *args, "run_name=single")
+    single = single_run(kind)
     shards = [_evaluate(tmp_path, *args, "shard=1", "num_shards=2",
                         "hydra.run.dir=outputs/evaluate/sharded/s1")]  # batch 1
     with contextlib.chdir(tmp_path), killed_at_batch(monkeypatch):  # shard 0: batches 0 and 2, killed in 2
