@@ -140,8 +140,9 @@ def test_sea_finds_a_planted_shortcut_at_its_radius_and_not_below(model, batch):
     with torch.no_grad():
         known = (wrapped((images + EPS).clamp(0, 1)).argmax(1) == labels)[labels != 255].float().mean().item()
     assert known < 0.05  # the planted adversarial example
-    at_radius = sea(wrapped, images, labels, eps=EPS, iterations=20, generator=torch.Generator().manual_seed(0))
-    below = sea(wrapped, images, labels, eps=EPS / 4, iterations=20, generator=torch.Generator().manual_seed(0))
+    # 10 iterations: measured 0.3% at eps and 90.7% at eps / 4 (20 iterations: the same)
+    at_radius = sea(wrapped, images, labels, eps=EPS, iterations=10, generator=torch.Generator().manual_seed(0))
+    below = sea(wrapped, images, labels, eps=EPS / 4, iterations=10, generator=torch.Generator().manual_seed(0))
     assert at_radius.accuracy.mean() < 5
     assert below.accuracy.mean() > 80
 
