@@ -14,7 +14,10 @@ from torch import nn
 from tests.conftest import ROOT, call
 
 
+@pytest.mark.slow  # docs/ code, as every command of the README and docs/ (tests/test_documented_commands.py)
 def test_quick_start_code_blocks_run_as_written(tmp_path, monkeypatch):
+    """The API's behaviours themselves (own data, factories, MMSeg config files) are tested below, in the default
+    suite."""
     text = (ROOT / "docs" / "python_api.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 4

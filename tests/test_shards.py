@@ -75,12 +75,14 @@ def _confusions(state_totals: dict) -> dict:
                   for name, c in comps.items()} for key, comps in state_totals.items()}
 
 
-GRADIENT_TWINS = ("apgd", "pgd")
-"""Kinds whose sharding is the same code path as SEA's (a white-box attack with per-image state; SEA runs APGD):
-their 3-shard merge is in the slow set, SEA's in the default suite."""
+COVERED_ELSEWHERE = ("apgd", "pgd", "calibration")
+"""Kinds whose 3-shard merge is in the slow set: APGD and PGD shard as SEA does (a white-box attack with per-image
+state; SEA runs APGD); a calibrated evaluation's merge is checked by the torchrun test and by the test of more
+shards than batches below."""
 
 
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in GRADIENT_TWINS else k for k in KINDS])
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in COVERED_ELSEWHERE else k
+                                  for k in KINDS])
 def test_three_shards_merged_equal_one_process(tmp_path, kind, single_run):
     from robust_seg.evaluation.shards import merge_states
 
