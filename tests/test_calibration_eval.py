@@ -138,7 +138,7 @@ def test_temperature_is_fitted_on_the_held_out_part_of_the_training_split():
 
 EVALUATE = [*TINY, "dataset.synthetic.num_train=20", "attack=pgd", "attack.eps=[0,4/255]",
             "attack.options.iterations=2", "attack.options.step_size=0.01", "max_images=6", "batch_size=3",
-            "calibration=true", "calibration_temperature=fit", "runtime.threads=2", "figure_images=1"]
+            "calibration=true", "calibration_temperature=fit", "runtime.threads=1", "figure_images=1"]
 
 
 def _checkpoint(tmp_path):

@@ -12,7 +12,7 @@ from tests.conftest import TINY, compose_config
 
 EPS = 4 / 255
 AT = [*TINY, "scheme=at", "scheme.adversarial.steps=2", "batch_size=8", "max_steps_per_epoch=2",
-      "robust_eval.iterations=0", "runtime.threads=2"]
+      "robust_eval.iterations=0", "runtime.threads=1"]
 
 
 class PixelLinear(nn.Module):
