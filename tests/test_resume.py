@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from tests.conftest import ROOT, TINY, run_in_process
@@ -58,6 +59,8 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     assert final["epochs"] == 2 and final["final"]["epoch"] == 2
 
 
+@pytest.mark.slow  # the default suite resumes killed evaluations in-process (test_run_integrity, test_shards) and
+# SIGKILLs a training run above, whose checkpoint goes through the same atomic writes (reporting/files.py)
 def test_evaluation_killed_between_batches_resumes_to_the_same_table(tmp_path):
     run_in_process("evaluate", *EVALUATE, "run_name=straight", cwd=tmp_path, check=True)
     batches = tmp_path / "outputs/evaluate/interrupted/batches.jsonl"
