@@ -1,4 +1,5 @@
-"""Shared test helpers: config composition and running the entry points in a subprocess."""
+"""Shared test helpers: config composition and running the entry points, in this process (``call``,
+``run_in_process``) or in a subprocess (``run_entry``)."""
 from __future__ import annotations
 
 import contextlib

@@ -1,8 +1,8 @@
 """Trustworthy runs: bad input is one line and changes nothing; resume refuses other settings; provenance recorded.
 
-The entry points run in-process here (``main()`` with a patched ``sys.argv``): the same code path as the console
-scripts, without paying the interpreter start for each of the many inputs. ``test_cli_errors`` runs a few of
-them as real subprocesses.
+The entry points run in-process here (``tests.conftest.call``: ``main()`` with a patched ``sys.argv``), the same code
+path as the console scripts without paying the interpreter start for each of the many inputs.
+``test_cli_errors`` runs one of them as a real subprocess.
 """
 from __future__ import annotations
 

@@ -46,6 +46,8 @@ def corruption_markdown(results, provenance_text: str) -> str:
 
 def plot_corruptions(results, path: Path) -> None:
     """mIoU against severity, one panel per family (extra corruptions in a fifth), one line per corruption."""
+    from matplotlib.figure import Figure  # imported when the figure is drawn
+
     summary = results.corruptions
     severities = summary["severities"]
     groups = {family: [n for n in names if n in summary["corruptions"]] for family, names in FAMILIES.items()}
@@ -53,8 +55,6 @@ def plot_corruptions(results, path: Path) -> None:
     if extra:
         groups["extra"] = extra
     groups = {family: names for family, names in groups.items() if names}
-    from matplotlib.figure import Figure  # imported when the figure is drawn
-
     figure = Figure(figsize=(3.2 * len(groups), 3), layout="tight")
     axes = figure.subplots(1, len(groups), squeeze=False, sharey=True)
     for axis, (family, names) in zip(axes[0], groups.items()):
