@@ -64,10 +64,16 @@ class RedMargin(torch.nn.Module):
 
 
 def margin_batch(batch: int, size: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images with red-channel margins from eps / 8 to 1.2 eps (most below eps), labels all class 0."""
+    """Images with red-channel margins from eps / 8 to 1.2 eps (most below eps), labels class 0, except the last
+    two rows and columns, which are unlabelled (255): AutoAttack draws a window's corner from ``[0, h - s)``
+    (``random_int``), so its windows never reach the last row and column, whose stripes keep their random signs,
+    and the 3x3 blur carries them one pixel inwards; labelled, those pixels would make every image unfoolable for
+    AutoAttack's Square whatever its margin."""
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4
     images[:, 0] = 0.5 + torch.linspace(eps / 8, 1.2 * eps, batch).view(batch, 1, 1)
-    return images, torch.zeros(batch, size, size, dtype=torch.long)
+    labels = torch.zeros(batch, size, size, dtype=torch.long)
+    labels[:, -2:], labels[:, :, -2:] = 255, 255
+    return images, labels
 
 
 def timed(function):
@@ -123,6 +129,7 @@ def main() -> None:
         attack = attack_class(model, norm="Linf", eps=args.eps, n_queries=args.queries, p_init=0.8, seed=0)
         attack.num_classes = num_classes
         attack.init_hyperparam(images)
+        torch.random.manual_seed(attack.seed)  # as AutoAttack's perturb() does before its runs
         queries, adversarial = attack.attack_single_run(images, labels)
         with torch.no_grad():
             accuracy = ((model(adversarial).argmax(1) == labels) & (labels != 255)).flatten(1).sum(1) / \

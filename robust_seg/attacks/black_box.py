@@ -6,7 +6,9 @@ Algorithm (the paper's Linf version, AutoAttack's schedule):
 - each query changes one random square window of side h(t) of the current best perturbation to a random vertex of
   the ball (one random sign per channel: +-eps on the whole window), and keeps the change only if the objective
   improves; the window's area fraction p(t) starts at ``p_init`` = 0.8 and halves at 10, 50, 200, 500, 1000, 2000,
-  4000, 6000 and 8000 ten-thousandths of the query budget; ``h = max(1, round(sqrt(p H W)))``.
+  4000, 6000 and 8000 ten-thousandths of the query budget; ``h = max(1, round(sqrt(p H W)))``; the window's
+  corner is uniform over all ``H - h + 1`` (``W - h + 1``) positions (AutoAttack's ``random_int`` draws from
+  ``[0, H - h)``, so its windows never reach the last row and column).
 
 Segmentation objective, from the output alone (minimised): the masked margin, the mean over the labelled pixels
 of ``max(0, z_y - max_{j != y} z_j)`` (targeted: ``max(0, max_{j != t} z_j - z_t)``). It is zero exactly when
@@ -130,7 +132,7 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
         objective, hits = margin(logits)
         current, current_objective = start.clone(), objective
         best, best_logits, best_score, best_objective = start.clone(), logits.clone(), score(hits), objective
-        forwards = torch.ones(batch, dtype=torch.long)
+        forwards = torch.ones(batch, dtype=torch.long, device=device)
         everyone = torch.arange(batch, device=device)
         streams = torch.arange(2 + channels, device=device) + 1
         lower, upper = (images - eps).clamp(0, 1), (images + eps).clamp(0, 1)
@@ -150,18 +152,21 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
             everyone_runs = len(rows) == batch
             # each image's window set to a vertex of the ball (x + eps * sign, clipped to [0, 1] = upper or lower),
             # written for all images at once through a window mask
-            corner = positions[rows, offset] % torch.tensor([height - side + 1, width - side + 1], device=device)
-            inside_rows = (row_index >= corner[:, :1, None]) & (row_index < corner[:, :1, None] + side)  # (R, 1, H)
-            inside_cols = (col_index >= corner[:, 1:, None]) & (col_index < corner[:, 1:, None] + side)  # (R, 1, W)
+            corner = positions[:, offset] if everyone_runs else positions[rows, offset]  # (R, 2)
+            top = (corner[:, :1] % (height - side + 1)).unsqueeze(-1)  # (R, 1, 1)
+            left = (corner[:, 1:] % (width - side + 1)).unsqueeze(-1)
+            inside_rows = (row_index >= top) & (row_index < top + side)  # (R, 1, H)
+            inside_cols = (col_index >= left) & (col_index < left + side)  # (R, 1, W)
             window = (inside_rows.unsqueeze(-1) & inside_cols.unsqueeze(-2))  # (R, 1, H, W)
             upper_rows, lower_rows, current_rows = (upper, lower, current) if everyone_runs else \
                 (upper[rows], lower[rows], current[rows])  # no copies while every image is still attacked
-            vertex = torch.where(sign_bits[rows, offset].view(-1, channels, 1, 1), upper_rows, lower_rows)
+            signs = sign_bits[:, offset] if everyone_runs else sign_bits[rows, offset]
+            vertex = torch.where(signs.view(-1, channels, 1, 1), upper_rows, lower_rows)
             candidate = torch.where(window, vertex, current_rows)
             logits = model(candidate)
             tick()
             objective, hits = margin(logits, None if everyone_runs else rows)
-            forwards[rows.cpu()] += 1
+            forwards += active if skip_solved else 1
             accept = active[rows] & (objective < current_objective[rows])  # per row of ``rows``
             if not bool(accept.any()):
                 continue
@@ -179,7 +184,7 @@ def square(model, images: torch.Tensor, labels: torch.Tensor, *, eps: float, que
             best_objective = best_objective.index_put((improved,), objective[better])
         best_predictions = predicted_classes(best_logits)
     check_linf_box(best, images, eps)
-    extras = {"objective": best_objective, "forwards": forwards, "backwards": torch.zeros(batch, dtype=torch.long)}
+    extras = {"objective": best_objective, "forwards": forwards.cpu(), "backwards": torch.zeros(batch, dtype=torch.long)}
     if targeted:
         extras["target_agreement"] = pixel_accuracy(best_predictions, target_labels)
     return AttackResult(best, best_predictions, 100 * pixel_accuracy(best_predictions, labels), extras)
