@@ -22,7 +22,7 @@ def run_script(name: str, arguments: list[str], monkeypatch) -> None:
 
 
 def test_benchmark_attacks_prints_a_ratio_per_attack_and_thread_count(monkeypatch, capsys, restore_threads):
-    run_script("benchmark_attacks.py", ["--model", "toy", "--iterations", "2", "--rounds", "1", "--repeats", "1",
+    run_script("benchmark_attacks.py", ["--model", "toy", "--iterations", "2", "--rounds", "1",
                                         "--threads", "1,2"], monkeypatch)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(",")[1].strip() for line in lines if line.startswith("device")] == ["threads 1", "threads 2"]

@@ -38,6 +38,7 @@ from robust_seg.attacks.pgd import (
     AttackObjective,
     Iterate,
     attack_result,
+    copy_where,
     draw_image_seeds,
     linf_box_bounds,
     mix_seed,
@@ -70,13 +71,13 @@ def apgd_stage(
     ``step_offset``: iterations already spent in this run before the stage (for Bal-CE's t).
     """
     evaluation = objective(start, step_offset + 1, need_gradient=iterations > 0)
-    best = Iterate.of(start, evaluation)
+    best = Iterate.of(start, evaluation).owned()
     late = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     if iterations == 0:
         return best, late
     points, previous, gradient = start, start, evaluation.gradient
     step = torch.full((images.shape[0], 1, 1, 1), INITIAL_STEP_FACTOR * radius, dtype=images.dtype, device=images.device)
-    max_point, max_gradient, max_objective = start, gradient, evaluation.objective
+    max_point, max_gradient, max_objective = start.clone(), gradient.clone(), evaluation.objective  # owned: updated in place
     last_objective = evaluation.objective
     increases = torch.zeros(images.shape[0], dtype=torch.int64, device=images.device)
     max_objective_at_check = max_objective
@@ -93,7 +94,7 @@ def apgd_stage(
         evaluation = objective(points, step_offset + k + 2, need_gradient=not final)
         if late_after is not None and k == max(late_after, 0):
             score_before_late = best.score.clone()
-        best = best.replace_where(evaluation.score < best.score, Iterate.of(points, evaluation))
+        best = best.update_where(evaluation.score < best.score, Iterate.of(points, evaluation))
         if final:
             if late_after is not None:  # improved by more than LATE_TOLERANCE during the last 10%
                 late = score_before_late - best.score > LATE_TOLERANCE
@@ -102,8 +103,8 @@ def apgd_stage(
         increases += evaluation.objective > last_objective
         last_objective = evaluation.objective
         improved = evaluation.objective > max_objective
-        max_point = _where(improved, points, max_point)
-        max_gradient = _where(improved, gradient, max_gradient)
+        max_point = copy_where(improved, points, max_point)
+        max_gradient = copy_where(improved, gradient, max_gradient)
         max_objective = torch.where(improved, evaluation.objective, max_objective)
         if k + 1 in checkpoints:
             oscillating = increases < RHO * (k + 1 - last_check)

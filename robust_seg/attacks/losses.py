@@ -5,7 +5,8 @@ per-pixel loss (B, H, W), zero at pixels labelled ``IGNORE_INDEX``. Iteration-de
 losses (Bal-CE) read the keywords ``step`` (t = 1, ..., T) and ``total_steps`` (T); all
 others accept and ignore them, so every loss shares one signature. The optional keyword
 ``predictions`` (argmax of the logits, when the caller has it) spares losses with an
-indicator 1[argmax u = y] a second reduction over the classes.
+indicator 1[argmax u = y] a second reduction over the classes, and ``labelled`` (``labelled_pixels(labels)``,
+when the caller evaluates many iterates against the same labels) spares recomputing the label mask.
 
 All losses are computed from ``log_softmax`` (never ``log(softmax)``), so they stay finite
 with finite gradients for confident logits (|u| ~ 1e4).
@@ -55,7 +56,7 @@ _NORM_FLOOR = 1e-12
 (``Tensor.norm(dim=1)`` gives the same value but is ~8x slower on the CPU.)"""
 
 
-def _labelled(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def labelled_pixels(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(valid mask, labels with ignored pixels replaced by class 0 so they can be gathered)."""
     valid = labels != IGNORE_INDEX
     return valid, torch.where(valid, labels, torch.zeros_like(labels)).long()
@@ -79,14 +80,16 @@ def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
     return (classes - (is_max * weights).amax(1).long()).clamp_max_(classes - 1)
 
 
-def correctly_classified(logits: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor | None = None) -> torch.Tensor:
+def correctly_classified(logits: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor | None = None,
+                         labelled: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Mask 1[argmax_j u_j = y] (B, H, W); False at ignored pixels. Never differentiated.
 
-    ``predictions``: argmax of ``logits`` when the caller already has it (saves a reduction).
+    ``predictions``: argmax of ``logits`` when the caller already has it (saves a reduction); ``labelled``:
+    ``labelled_pixels(labels)`` when the caller has it.
     """
     if predictions is None:
         predictions = predicted_classes(logits)
-    return (predictions == labels) & (labels != IGNORE_INDEX)
+    return (predictions == labels) & (labels != IGNORE_INDEX if labelled is None else labelled[0])
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
@@ -110,6 +113,7 @@ def balanced_cross_entropy(
     step: int | None = None,
     total_steps: int | None = None,
     predictions: torch.Tensor | None = None,
+    labelled: tuple[torch.Tensor, torch.Tensor] | None = None,
     **_: object,
 ) -> torch.Tensor:
     """L_Bal-CE = ((1 - lambda(t)) 1[argmax u = y] + lambda(t) 1[argmax u != y]) L_CE (SegPGD, Sec. 2.2.1).
@@ -117,30 +121,32 @@ def balanced_cross_entropy(
     The indicator weights are piecewise constant in u, hence carry no gradient.
     """
     lam = bal_ce_lambda(step, total_steps)
-    correct = correctly_classified(logits, labels, predictions)
+    correct = correctly_classified(logits, labels, predictions, labelled)
     weight = lam + (1.0 - 2.0 * lam) * correct.to(logits.dtype)
     return weight * cross_entropy(logits, labels)
 
 
-def cosine_similarity_weight(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def cosine_similarity_weight(logits: torch.Tensor, labels: torch.Tensor,
+                             labelled: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """CosPGD weight <sigma(u), e_y> / ||sigma(u)||_2 = sigma(u_y) / ||sigma(u)||_2, detached (B, H, W).
 
     Evaluated in log space, exp(log sigma(u_y) - logsumexp(2 log sigma(u)) / 2), so that it stays
     exact when every sigma(u_k) underflows (all logits very negative).
     """
-    _, gather_labels = _labelled(labels)
+    _, gather_labels = labelled or labelled_pixels(labels)
     log_sig = F.logsigmoid(logits.detach())
     log_sig_y = log_sig.gather(1, gather_labels.unsqueeze(1)).squeeze(1)
     return torch.exp(log_sig_y - 0.5 * torch.logsumexp(2.0 * log_sig, dim=1))
 
 
-def cosine_similarity_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+def cosine_similarity_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                                    labelled: tuple[torch.Tensor, torch.Tensor] | None = None, **_: object) -> torch.Tensor:
     """L_CosSim-CE = sigma(u_y) / ||sigma(u)||_2 * L_CE (CosPGD, Sec. 2.2.1).
 
     The weight is detached, so the gradient is the "gradient" the CosPGD authors use:
     weight * grad L_CE (as the paper states; not the true gradient of the product).
     """
-    return cosine_similarity_weight(logits, labels) * cross_entropy(logits, labels)
+    return cosine_similarity_weight(logits, labels, labelled) * cross_entropy(logits, labels)
 
 
 def _js_from_log_p(log_p: torch.Tensor) -> torch.Tensor:
@@ -154,16 +160,18 @@ def _js_from_log_p(log_p: torch.Tensor) -> torch.Tensor:
     return math.log(2.0) - 0.5 * (1.0 + p) * torch.log1p(p) + 0.5 * p * log_p
 
 
-def jensen_shannon(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+def jensen_shannon(logits: torch.Tensor, labels: torch.Tensor,
+                   labelled: tuple[torch.Tensor, torch.Tensor] | None = None, **_: object) -> torch.Tensor:
     """L_JS(u, y) = D_JS(softmax(u) || e_y) (Sec. 2.2.2); bounded by log 2, gradient -> 0 as p_y -> 0."""
-    valid, gather_labels = _labelled(labels)
+    valid, gather_labels = labelled or labelled_pixels(labels)
     log_p = F.log_softmax(logits, dim=1).gather(1, gather_labels.unsqueeze(1)).squeeze(1)
     return torch.where(valid, _js_from_log_p(log_p), torch.zeros_like(log_p))
 
 
-def spherical(logits: torch.Tensor, labels: torch.Tensor, **_: object) -> torch.Tensor:
+def spherical(logits: torch.Tensor, labels: torch.Tensor,
+              labelled: tuple[torch.Tensor, torch.Tensor] | None = None, **_: object) -> torch.Tensor:
     """Unmasked spherical loss -u_y / ||u||_2 (Bickel 2007), the objective tracked for Mask-Sph."""
-    valid, gather_labels = _labelled(labels)
+    valid, gather_labels = labelled or labelled_pixels(labels)
     u_y = logits.gather(1, gather_labels.unsqueeze(1)).squeeze(1)
     loss = -u_y / (logits.square().sum(1) + _NORM_FLOOR**2).sqrt()
     return torch.where(valid, loss, torch.zeros_like(loss))
@@ -189,13 +197,15 @@ class AttackLoss:
         return self.evaluate(logits, labels, **keywords)[0]
 
     def evaluate(
-        self, logits: torch.Tensor, labels: torch.Tensor, *, predictions: torch.Tensor | None = None, **steps: object
+        self, logits: torch.Tensor, labels: torch.Tensor, *, predictions: torch.Tensor | None = None,
+        labelled: tuple[torch.Tensor, torch.Tensor] | None = None, **steps: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-pixel loss whose gradient drives the attack, per-pixel tracked objective)."""
-        objective = self.base(logits, labels, predictions=predictions, **steps)
+        objective = self.base(logits, labels, predictions=predictions, labelled=labelled, **steps)
         if not self.masked:
             return objective, objective
-        return correctly_classified(logits, labels, predictions).to(objective.dtype) * objective, objective
+        correct = correctly_classified(logits, labels, predictions, labelled)
+        return correct.to(objective.dtype) * objective, objective
 
 
 LOSSES: dict[str, AttackLoss] = {

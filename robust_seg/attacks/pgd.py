@@ -18,7 +18,7 @@ import torch
 
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.invariants import check_linf_box
-from robust_seg.attacks.losses import get_loss, predicted_classes
+from robust_seg.attacks.losses import get_loss, labelled_pixels, predicted_classes
 from robust_seg.attacks.progress import tick
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.segmentation import pixel_accuracy
@@ -141,8 +141,8 @@ class AttackObjective:
             if not self.loss.targetable:
                 raise ValueError(f"loss {loss!r} has no targeted form; use 'js' (App. D) or 'ce'")
         self.loss_labels = target_labels if targeted else labels
-        valid = self.loss_labels != IGNORE_INDEX
-        self.loss_pixels = valid.flatten(1).sum(1).clamp_min(1)
+        self.labelled = labelled_pixels(self.loss_labels)  # the label mask, computed once for every iterate
+        self.loss_pixels = self.labelled[0].flatten(1).sum(1).clamp_min(1)
         # Labels with ignored pixels set to -1 (never predicted) and pixel counts, computed once:
         # the score of an iterate is then one comparison and one sum.
         score_labels = self.loss_labels if targeted else labels
@@ -175,8 +175,8 @@ class AttackObjective:
             logits = self.model(points)
             predictions = predicted_classes(logits)
             gradient_map, objective_map = self.loss.evaluate(
-                logits, self.loss_labels, step=step, total_steps=self.total_steps, predictions=predictions
-            )
+                logits, self.loss_labels, step=step, total_steps=self.total_steps, predictions=predictions,
+                labelled=self.labelled)
             objective = sign * self.per_image_mean(objective_map.detach())
             gradient = None
             if need_gradient:
@@ -208,6 +208,21 @@ class AttackObjective:
             self.model.eot_samples = draws
 
 
+def copy_where(better: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image, ``source`` where ``better`` (B,) else ``target``: the attacks' per-iteration record update.
+
+    On the CPU ``target``, which the caller must own (no other reference may see it change), is updated in place
+    and only the selected images are copied: fewer bytes than ``torch.where``'s full rewrite of every record at
+    every iteration. On other devices ``torch.where`` (a new tensor), which needs no host synchronisation.
+    """
+    if target.device.type != "cpu":
+        return torch.where(better.reshape(-1, *[1] * (target.dim() - 1)), source, target)
+    rows = better.nonzero().squeeze(1)
+    if rows.numel():
+        target.index_copy_(0, rows, source.index_select(0, rows))
+    return target
+
+
 @dataclass
 class Iterate:
     """A per-image record of one iterate: point, predictions, score, objective."""
@@ -220,6 +235,18 @@ class Iterate:
     @classmethod
     def of(cls, points: torch.Tensor, evaluation: Evaluation) -> "Iterate":
         return cls(points, evaluation.predictions, evaluation.score, evaluation.objective)
+
+    def owned(self) -> "Iterate":
+        """A copy that shares no tensor, for ``update_where``."""
+        return Iterate(self.adv_images.clone(), self.predictions.clone(), self.score.clone(), self.objective.clone())
+
+    def update_where(self, better: torch.Tensor, other: "Iterate") -> "Iterate":
+        """``replace_where`` on a record this loop owns (``owned``), updated in place where possible
+        (:func:`copy_where`)."""
+        return Iterate(copy_where(better, other.adv_images, self.adv_images),
+                       copy_where(better, other.predictions, self.predictions),
+                       copy_where(better, other.score, self.score),
+                       copy_where(better, other.objective, self.objective))
 
     def replace_where(self, better: torch.Tensor, other: "Iterate") -> "Iterate":
         """Per image: ``other`` where ``better`` (B,) else self."""
@@ -290,11 +317,11 @@ def pgd(
     else:
         points = images.clone()
     evaluation = objective(points, 1)
-    best = Iterate.of(points, evaluation)
+    best = Iterate.of(points, evaluation).owned()
     lower, upper = linf_box_bounds(images, eps)
     for t in range(1, iterations + 1):
         points = torch.add(points, evaluation.gradient.sign_(), alpha=step_size).clamp_(lower, upper)  # gradient not reused
         evaluation = objective(points, t + 1, need_gradient=t < iterations)
-        best = best.replace_where(evaluation.objective > best.objective, Iterate.of(points, evaluation))
+        best = best.update_where(evaluation.objective > best.objective, Iterate.of(points, evaluation))
     return attack_result(images, labels, eps, best, objective)
 
