@@ -1,4 +1,6 @@
 """APGD and PGD on toy segmentation models: known optima, APGD vs PGD, invariants, schedules."""
+import importlib
+
 import pytest
 import torch
 from torch import nn
@@ -6,10 +8,12 @@ from torch import nn
 from robust_seg import IGNORE_INDEX
 from robust_seg.attacks.apgd import apgd
 from robust_seg.attacks.invariants import check_linf_box
-from robust_seg.attacks.pgd import paper_step_size, pgd
+from robust_seg.attacks.pgd import copy_where, paper_step_size, pgd
 from robust_seg.attacks.schedules import apgd_checkpoints, radius_schedule, split_budget
 from robust_seg.metrics.segmentation import pixel_accuracy
 
+apgd_module = importlib.import_module("robust_seg.attacks.apgd")  # the modules (the package exports the functions)
+pgd_module = importlib.import_module("robust_seg.attacks.pgd")
 LOGIT_DIFFERENCE = torch.tensor([2.0, -3.0, 1.0])  # w_0 - w_1 of the per-pixel linear model
 
 
@@ -202,6 +206,35 @@ def test_attacks_leave_model_untouched_and_count_passes():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     # red-eps with 10 iterations: stages of 3, 3, 4 steps; each stage one forward-only final iterate.
     assert result.extras["forwards"].tolist() == [13, 13] and result.extras["backwards"].tolist() == [10, 10]
+
+
+def test_in_place_record_updates_equal_torch_where_and_leave_the_inputs_alone(monkeypatch):
+    """On the CPU the attacks update their per-image records in place (``copy_where``); the results must be those
+    of ``torch.where`` (the other devices' path), and neither the caller's images nor the labels may change."""
+    target, source = torch.zeros(4, 2, 3, 3), torch.ones(4, 2, 3, 3)
+    better = torch.tensor([True, False, True, False])
+    expected = torch.where(better.view(-1, 1, 1, 1), source, target)
+    assert copy_where(better, source, target) is target and torch.equal(target, expected)
+    assert torch.equal(source, torch.ones(4, 2, 3, 3))
+
+    model = small_conv_model(width=8)
+    images = torch.rand(3, 3, 10, 10, generator=torch.Generator().manual_seed(4))
+    labels = model(images).argmax(1)
+    kept = images.clone(), labels.clone()
+    runs = {"apgd": lambda: apgd(model, images, labels, eps=8 / 255, loss="mask_ce", iterations=12, image_seeds=[1, 2, 3]),
+            "pgd": lambda: pgd(model, images, labels, eps=8 / 255, loss="ce", iterations=6, random_start=True,
+                               image_seeds=[1, 2, 3])}
+    in_place = {name: run() for name, run in runs.items()}
+    assert torch.equal(images, kept[0]) and torch.equal(labels, kept[1])
+    with monkeypatch.context() as patch:
+        patch.setattr(pgd_module, "copy_where", lambda better, new, old: torch.where(
+            better.reshape(-1, *[1] * (old.dim() - 1)), new, old))
+        patch.setattr(apgd_module, "copy_where", pgd_module.copy_where)
+        rewritten = {name: run() for name, run in runs.items()}
+    for name in runs:
+        assert torch.equal(in_place[name].adv_images, rewritten[name].adv_images), name
+        assert torch.equal(in_place[name].accuracy, rewritten[name].accuracy), name
+        assert torch.equal(in_place[name].extras["loss"], rewritten[name].extras["loss"]), name
 
 
 def test_apgd_is_reproducible_and_independent_of_batch_composition():

@@ -77,7 +77,8 @@ def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
     weights = torch.arange(classes, 0, -1, dtype=dtype, device=logits.device).reshape(1, classes, 1, 1)
     is_max = logits == logits.amax(1, keepdim=True)
     is_max = is_max.view(torch.uint8).to(dtype)  # bool -> uint8 reinterprets in place; .to is a no-op for uint8
-    return (classes - (is_max * weights).amax(1).long()).clamp_max_(classes - 1)
+    first = is_max.mul_(weights).amax(1)  # K - k for the first maximal class k; 0 where none (a NaN pixel)
+    return torch.rsub(first, classes).clamp_max_(classes - 1).long()  # in the small dtype, then int64 once
 
 
 def correctly_classified(logits: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor | None = None,
