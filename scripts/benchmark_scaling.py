@@ -2,7 +2,8 @@
 
 Runs the same evaluation (shipped model, synthetic data) with one process and with ``--processes`` processes
 under ``torchrun`` (CPU: ``--threads`` threads each; with GPUs, one GPU each) and prints the wall-clock times of
-the whole commands and the scaling efficiency time_1 / (P x time_P). Both runs' ACC must agree (checked).
+the whole commands and the scaling efficiency time_1 / (P x time_P). Both runs' ACC must agree (checked). The
+default size is the README's main job at one radius (64 images, 4 losses x 50 iterations, batches of 32, 8/255).
 
     .venv/bin/python scripts/benchmark_scaling.py                     # 2 processes x 1 thread, CPU
     .venv/bin/python scripts/benchmark_scaling.py --device cuda --processes 4
@@ -34,9 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per process (CPU)")
-    parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--iterations", type=int, default=20, help="APGD iterations per loss")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--iterations", type=int, default=50, help="APGD iterations per loss")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     overrides = ["logger=none", "attack=sea", "attack.eps=[8/255]", f"attack.options.iterations={args.iterations}",

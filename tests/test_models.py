@@ -5,6 +5,7 @@ Singh et al. 2023, timm ViT-S/16, torchvision / robustness-library ResNet-50), w
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,17 @@ def paper_model(cache: dict, name: str):
     return cache[name]
 
 
+@contextlib.contextmanager
+def restored(module: torch.nn.Module):
+    """The converter tests load random checkpoints (BatchNorm variances below 0 among them) into the shared models;
+    the other tests must see the weights as built, whatever order the tests run in."""
+    saved = {key: value.clone() for key, value in module.state_dict().items()}
+    try:
+        yield module
+    finally:
+        module.load_state_dict(saved)
+
+
 @pytest.mark.parametrize("name", PAPER_MODELS)
 def test_paper_model_forward_backward(paper_models, name):
     model = paper_model(paper_models, name).eval()
@@ -161,64 +173,64 @@ def test_paper_configs_follow_the_paper():
 
 @pytest.mark.parametrize("name,depths", [("upernet_convnext_t", (3, 3, 9, 3)), ("upernet_convnext_s", (3, 3, 27, 3))])
 def test_timm_convnext_converter(paper_models, name, depths):
-    backbone = paper_model(paper_models, name).backbone()
-    published = random_state(timm_convnext_convstem_shapes(depths, (96, 192, 384, 768)), prefix="module.")
-    state = CONVERTERS["timm_convnext"](published, backbone)
-    load_matching(backbone, state, "reference timm ConvNeXt + ConvStem")
-    own = backbone.state_dict()
-    for key in ["stem.stem.0.weight", "stem.stem.4.bias", "stages.1.downsample.1.weight",
-                f"stages.2.blocks.{depths[2] - 1}.mlp.fc1.weight", "stages.3.blocks.2.gamma",
-                "stages.0.blocks.0.conv_dw.weight"]:
-        assert torch.equal(own[key], published["module." + key]), key
-    assert torch.equal(own["norm3.weight"], torch.ones(768)) and torch.equal(own["norm0.bias"], torch.zeros(96))
+    with restored(paper_model(paper_models, name).backbone()) as backbone:
+        published = random_state(timm_convnext_convstem_shapes(depths, (96, 192, 384, 768)), prefix="module.")
+        state = CONVERTERS["timm_convnext"](published, backbone)
+        load_matching(backbone, state, "reference timm ConvNeXt + ConvStem")
+        own = backbone.state_dict()
+        for key in ["stem.stem.0.weight", "stem.stem.4.bias", "stages.1.downsample.1.weight",
+                    f"stages.2.blocks.{depths[2] - 1}.mlp.fc1.weight", "stages.3.blocks.2.gamma",
+                    "stages.0.blocks.0.conv_dw.weight"]:
+            assert torch.equal(own[key], published["module." + key]), key
+        assert torch.equal(own["norm3.weight"], torch.ones(768)) and torch.equal(own["norm0.bias"], torch.zeros(96))
 
 
 def test_timm_vit_converter(paper_models):
-    backbone = paper_model(paper_models, "segmenter_vit_s").backbone()
-    published = random_state(timm_vit_shapes())
-    state = CONVERTERS["timm_vit"](published, backbone)
-    load_matching(backbone, state, "reference timm ViT-S/16")
-    own = backbone.state_dict()
-    pairs = {"layers.3.attn.attn.in_proj_weight": "blocks.3.attn.qkv.weight",
-             "layers.11.attn.attn.out_proj.bias": "blocks.11.attn.proj.bias",
-             "layers.0.ffn.layers.0.0.weight": "blocks.0.mlp.fc1.weight",
-             "layers.5.ffn.layers.1.weight": "blocks.5.mlp.fc2.weight",
-             "layers.7.ln2.weight": "blocks.7.norm2.weight", "ln1.bias": "norm.bias",
-             "patch_embed.projection.weight": "patch_embed.proj.weight", "cls_token": "cls_token"}
-    for mine, theirs in pairs.items():
-        assert torch.equal(own[mine], published[theirs]), mine
-    assert own["pos_embed"].shape == (1, 1 + 32 * 32, 384)
-    assert torch.equal(own["pos_embed"][:, 0], published["pos_embed"][:, 0])  # cls token's embedding kept
-    # bicubic resizing of the 14x14 grid: constants stay constant, corners stay close to the corners
-    constant = {**published, "pos_embed": torch.cat([torch.zeros(1, 1, 384), torch.full((1, 196, 384), 0.5)], 1)}
-    resized = CONVERTERS["timm_vit"](constant, backbone)["pos_embed"]
-    torch.testing.assert_close(resized[:, 1:], torch.full((1, 1024, 384), 0.5))
-    ramp = torch.arange(14.0).repeat(14)  # x coordinate of each patch, row-major
-    linear = {**published, "pos_embed": torch.cat([torch.zeros(1, 1), ramp[None]], 1)[..., None].expand(1, 197, 384)}
-    resized = CONVERTERS["timm_vit"](linear, backbone)["pos_embed"][0, 1:, 0].reshape(32, 32)
-    assert (resized[:, 1:] >= resized[:, :-1] - 1e-4).all() and (resized[0] - resized[-1]).abs().max() < 1e-4
+    with restored(paper_model(paper_models, "segmenter_vit_s").backbone()) as backbone:
+        published = random_state(timm_vit_shapes())
+        state = CONVERTERS["timm_vit"](published, backbone)
+        load_matching(backbone, state, "reference timm ViT-S/16")
+        own = backbone.state_dict()
+        pairs = {"layers.3.attn.attn.in_proj_weight": "blocks.3.attn.qkv.weight",
+                 "layers.11.attn.attn.out_proj.bias": "blocks.11.attn.proj.bias",
+                 "layers.0.ffn.layers.0.0.weight": "blocks.0.mlp.fc1.weight",
+                 "layers.5.ffn.layers.1.weight": "blocks.5.mlp.fc2.weight",
+                 "layers.7.ln2.weight": "blocks.7.norm2.weight", "ln1.bias": "norm.bias",
+                 "patch_embed.projection.weight": "patch_embed.proj.weight", "cls_token": "cls_token"}
+        for mine, theirs in pairs.items():
+            assert torch.equal(own[mine], published[theirs]), mine
+        assert own["pos_embed"].shape == (1, 1 + 32 * 32, 384)
+        assert torch.equal(own["pos_embed"][:, 0], published["pos_embed"][:, 0])  # cls token's embedding kept
+        # bicubic resizing of the 14x14 grid: constants stay constant, corners stay close to the corners
+        constant = {**published, "pos_embed": torch.cat([torch.zeros(1, 1, 384), torch.full((1, 196, 384), 0.5)], 1)}
+        resized = CONVERTERS["timm_vit"](constant, backbone)["pos_embed"]
+        torch.testing.assert_close(resized[:, 1:], torch.full((1, 1024, 384), 0.5))
+        ramp = torch.arange(14.0).repeat(14)  # x coordinate of each patch, row-major
+        linear = {**published, "pos_embed": torch.cat([torch.zeros(1, 1), ramp[None]], 1)[..., None].expand(1, 197, 384)}
+        resized = CONVERTERS["timm_vit"](linear, backbone)["pos_embed"][0, 1:, 0].reshape(32, 32)
+        assert (resized[:, 1:] >= resized[:, :-1] - 1e-4).all() and (resized[0] - resized[-1]).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("layout", ["robustness", "torchvision_v1"])
 def test_torchvision_resnet_converter(paper_models, layout):
     """Salman et al. 2020 (robustness library: module.model./module.attacker.model./module.normalizer.) and
     plain torchvision checkpoints (the old ones without BatchNorm counters)."""
-    backbone = paper_model(paper_models, "pspnet_r50").backbone()
-    if layout == "robustness":
-        classifier = random_state(torchvision_resnet50_shapes(), prefix="module.model.")
-        published = {**classifier,
-                     **random_state(torchvision_resnet50_shapes(), prefix="module.attacker.model.", seed=2),
-                     "module.normalizer.new_mean": torch.zeros(3, 1, 1), "module.normalizer.new_std": torch.ones(3, 1, 1)}
-        lookup = lambda key: published["module.model." + key]  # noqa: E731
-    else:
-        published = random_state(torchvision_resnet50_shapes(with_counters=False))
-        lookup = published.__getitem__
-    state = CONVERTERS["torchvision_resnet"](published, backbone)
-    load_matching(backbone, state, f"reference ResNet-50 ({layout})")
-    own = backbone.state_dict()
-    for key in ["conv1.weight", "bn1.running_var", "layer3.5.conv2.weight", "layer4.0.downsample.0.weight",
-                "layer2.0.downsample.1.bias", "layer4.2.bn3.weight"]:
-        assert torch.equal(own[key], lookup(key)), key
+    with restored(paper_model(paper_models, "pspnet_r50").backbone()) as backbone:
+        if layout == "robustness":
+            classifier = random_state(torchvision_resnet50_shapes(), prefix="module.model.")
+            published = {**classifier,
+                         **random_state(torchvision_resnet50_shapes(), prefix="module.attacker.model.", seed=2),
+                         "module.normalizer.new_mean": torch.zeros(3, 1, 1), "module.normalizer.new_std": torch.ones(3, 1, 1)}
+            lookup = lambda key: published["module.model." + key]  # noqa: E731
+        else:
+            published = random_state(torchvision_resnet50_shapes(with_counters=False))
+            lookup = published.__getitem__
+        state = CONVERTERS["torchvision_resnet"](published, backbone)
+        load_matching(backbone, state, f"reference ResNet-50 ({layout})")
+        own = backbone.state_dict()
+        for key in ["conv1.weight", "bn1.running_var", "layer3.5.conv2.weight", "layer4.0.downsample.0.weight",
+                    "layer2.0.downsample.1.bias", "layer4.2.bn3.weight"]:
+            assert torch.equal(own[key], lookup(key)), key
 
 
 def test_converted_checkpoint_initialises_backbone_from_file(tmp_path):
