@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,34 +40,46 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50, help="APGD iterations per loss")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="pairs of runs, in alternating order (one process first, then torchrun first): the "
+                             "machine's speed drifts during a run; the median efficiency is printed")
     args = parser.parse_args()
     overrides = ["logger=none", "attack=sea", "attack.eps=[8/255]", f"attack.options.iterations={args.iterations}",
                  f"max_images={args.images}", f"batch_size={args.batch_size}", f"runtime.device={args.device}",
                  f"runtime.threads={args.threads}"]
+    print(f"SEA, {args.images} images, 4 losses x {args.iterations} iterations, batch {args.batch_size}, "
+          f"{args.device}, {args.threads} thread(s) per process, {args.rounds} round(s)", flush=True)
+    whole, alone = [], []
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        single = run([sys.executable, "-m", "robust_seg.evaluate", *overrides, "run_name=one"], work, args.threads)
-        multi = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                     f"--nproc_per_node={args.processes}", "-m", "robust_seg.evaluate", *overrides, "run_name=many"],
-                    work, args.threads)
-        results = [json.loads((work / "outputs" / "evaluate" / name / "results.json").read_text())
-                   for name in ("one", "many")]
-        import torch
+        for round_ in range(args.rounds):
+            commands = {
+                "one": [sys.executable, "-m", "robust_seg.evaluate", *overrides, f"run_name=one{round_}"],
+                "many": [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                         f"--nproc_per_node={args.processes}", "-m", "robust_seg.evaluate", *overrides,
+                         f"run_name=many{round_}"]}
+            order = ("one", "many") if round_ % 2 == 0 else ("many", "one")
+            seconds = {name: run(commands[name], work, args.threads) for name in order}
+            outputs = work / "outputs" / "evaluate"
+            results = {name: json.loads((outputs / f"{name}{round_}" / "results.json").read_text())
+                       for name in order}
+            acc = {name: r["radii"]["8/255"]["worst_case"]["acc"] for name, r in results.items()}
+            if acc["one"] != acc["many"]:
+                raise SystemExit(f"the runs disagree: ACC {acc['one']} vs {acc['many']}")
+            import torch
 
-        shard_seconds = [torch.load(path, weights_only=True)["seconds"]
-                         for path in (work / "outputs" / "evaluate" / "many" / "shards").glob("*/evaluation_state.pt")]
-    acc = [r["radii"]["8/255"]["worst_case"]["acc"] for r in results]
-    if acc[0] != acc[1]:
-        raise SystemExit(f"the runs disagree: ACC {acc[0]} vs {acc[1]}")
-    print(f"SEA, {args.images} images, 4 losses x {args.iterations} iterations, batch {args.batch_size}, "
-          f"{args.device}, {args.threads} thread(s) per process")
-    print(f"1 process: {single:.1f} s; {args.processes} processes: {multi:.1f} s (whole commands, start-up included)")
-    print(f"scaling efficiency time_1 / ({args.processes} x time_{args.processes}) = "
-          f"{single / (args.processes * multi):.2f}  (ACC {acc[0]:.2f} in both)")
-    own = results[0]["seconds"]
-    print(f"the evaluation alone (attack and diagnostics time, without start-up, model building and reports): "
-          f"1 process {own:.1f} s, slowest of {args.processes} shards {max(shard_seconds):.1f} s, efficiency "
-          f"{own / (args.processes * max(shard_seconds)):.2f}")
+            shard_seconds = [torch.load(path, weights_only=True)["seconds"]
+                             for path in (outputs / f"many{round_}" / "shards").glob("*/evaluation_state.pt")]
+            whole.append(seconds["one"] / (args.processes * seconds["many"]))
+            alone.append(results["one"]["seconds"] / (args.processes * max(shard_seconds)))
+            print(f"round {round_ + 1}: 1 process {seconds['one']:.1f} s, {args.processes} processes "
+                  f"{seconds['many']:.1f} s: whole commands {whole[-1]:.2f}; the evaluation alone "
+                  f"{results['one']['seconds']:.1f} s vs slowest shard {max(shard_seconds):.1f} s: {alone[-1]:.2f} "
+                  f"(ACC {acc['one']:.2f} in both)", flush=True)
+    print(f"scaling efficiency time_1 / ({args.processes} x time_{args.processes}), median of {args.rounds} "
+          f"(range): whole commands (start-up, merge and reports included) {statistics.median(whole):.2f} "
+          f"({min(whole):.2f}-{max(whole):.2f}); the evaluation alone (attack and diagnostics) "
+          f"{statistics.median(alone):.2f} ({min(alone):.2f}-{max(alone):.2f})")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def prepared(command: str) -> tuple[list[str], bool] | None:
     if "reproduce.sh" in command:  # the embedded scale runs; the full scale needs the datasets
         return (["bash", *words], False) if "+scale=embedded" in command else None
     if "benchmark_attacks.py" in command:
-        return words + ["--iterations", "2", "--rounds", "1"], False
+        return words + ["--iterations", "2", "--rounds", "1", "--batch", "4"], False
     if "compare_calibration.py" in command:
         return words + ["--epochs", "1", "--train-images", "16", "--val-images", "4", "--methods", "cals_alm",
                         "--attack-eps", ""], False
