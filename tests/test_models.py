@@ -326,3 +326,18 @@ def test_small_upernet_convnext_fits_the_embedded_checkpoint_budget():
     model = build("small_upernet_convnext", num_classes=6)
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     assert size <= 5e6
+
+
+def test_the_finiteness_check_of_checkpoints_finds_every_non_finite_value_and_survives_overflowing_sums():
+    from robust_seg.models.checkpoints import all_finite
+
+    values = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    assert all_finite(values) and all_finite(torch.zeros(0))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        broken = values.clone()
+        broken[567] = bad
+        assert not all_finite(broken)
+    assert not all_finite(torch.tensor([float("inf"), -float("inf")]))  # a NaN sum
+    large = torch.full((10,), 3e38)  # finite values whose sum overflows: checked value by value
+    assert not bool(torch.isfinite(large.sum())) and all_finite(large)
+    assert all_finite(torch.full((100,), 60000.0, dtype=torch.float16))

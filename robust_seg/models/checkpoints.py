@@ -29,11 +29,18 @@ def load_state_file(location: str, expected_sha256: str | None = None,
     if not isinstance(state, Mapping):
         raise CheckpointError(f"checkpoint {location} holds a {type(state).__name__}, not a state dict")
     for key, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not all_finite(value):
             raise CheckpointError(f"checkpoint {location} holds NaN or infinite values in {key}: "
                                   "the weights are broken (use an earlier checkpoint)")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
     return state, weights
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or infinite value. A sum with a NaN or infinite term is not finite, so a finite sum settles it in one
+    fast reduction, without ``isfinite``'s mask of the whole tensor; a sum that is not finite
+    (a non-finite value, or only an overflow of large ones) is checked value by value."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
 def read_state_dict(location: str, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
