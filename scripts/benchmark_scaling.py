@@ -79,7 +79,9 @@ def main() -> None:
     print(f"scaling efficiency time_1 / ({args.processes} x time_{args.processes}), median of {args.rounds} "
           f"(range): whole commands (start-up, merge and reports included) {statistics.median(whole):.2f} "
           f"({min(whole):.2f}-{max(whole):.2f}); the evaluation alone (attack and diagnostics) "
-          f"{statistics.median(alone):.2f} ({min(alone):.2f}-{max(alone):.2f})")
+          f"{statistics.median(alone):.2f} ({min(alone):.2f}-{max(alone):.2f}); fixed costs leave "
+          f"{statistics.median(w / a for w, a in zip(whole, alone)):.2f} of the evaluation's scaling (whole / "
+          f"evaluation, steadier than either when the machine's speed drifts)")
 
 
 if __name__ == "__main__":
