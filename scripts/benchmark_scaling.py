@@ -49,6 +49,8 @@ def main() -> None:
                  f"runtime.threads={args.threads}"]
     print(f"SEA, {args.images} images, 4 losses x {args.iterations} iterations, batch {args.batch_size}, "
           f"{args.device}, {args.threads} thread(s) per process, {args.rounds} round(s)", flush=True)
+    import torch  # to read the shards' state files
+
     whole, alone = [], []
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
@@ -66,8 +68,6 @@ def main() -> None:
             acc = {name: r["radii"]["8/255"]["worst_case"]["acc"] for name, r in results.items()}
             if acc["one"] != acc["many"]:
                 raise SystemExit(f"the runs disagree: ACC {acc['one']} vs {acc['many']}")
-            import torch
-
             shard_seconds = [torch.load(path, weights_only=True)["seconds"]
                              for path in (outputs / f"many{round_}" / "shards").glob("*/evaluation_state.pt")]
             whole.append(seconds["one"] / (args.processes * seconds["many"]))

@@ -227,8 +227,7 @@ def test_in_place_record_updates_equal_torch_where_and_leave_the_inputs_alone(mo
     in_place = {name: run() for name, run in runs.items()}
     assert torch.equal(images, kept[0]) and torch.equal(labels, kept[1])
     with monkeypatch.context() as patch:
-        patch.setattr(pgd_module, "copy_where", lambda better, new, old: torch.where(
-            better.reshape(-1, *[1] * (old.dim() - 1)), new, old))
+        patch.setattr(pgd_module, "copy_where", pgd_module.where_per_image)
         patch.setattr(apgd_module, "copy_where", pgd_module.copy_where)
         rewritten = {name: run() for name, run in runs.items()}
     for name in runs:

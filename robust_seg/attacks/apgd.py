@@ -44,6 +44,7 @@ from robust_seg.attacks.pgd import (
     mix_seed,
     project_linf_box,
     uniform_random_start,
+    where_per_image,
 )
 from robust_seg.attacks.result import AttackResult
 from robust_seg.attacks.schedules import apgd_checkpoints, radius_schedule, split_budget
@@ -54,10 +55,6 @@ iterations marks the optimisation as incomplete (extras 'late_improvement')."""
 MOMENTUM = 0.75
 RHO = 0.75
 INITIAL_STEP_FACTOR = 2.0
-
-
-def _where(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.reshape(-1, *[1] * (old.dim() - 1)), new, old)
 
 
 def apgd_stage(
@@ -110,9 +107,9 @@ def apgd_stage(
             oscillating = increases < RHO * (k + 1 - last_check)
             stalled = ~reduced_at_check & (max_objective <= max_objective_at_check)
             reduce = oscillating | stalled
-            step = _where(reduce, step / 2.0, step)
-            points = _where(reduce, max_point, points)
-            gradient = _where(reduce, max_gradient, gradient)
+            step = where_per_image(reduce, step / 2.0, step)
+            points = where_per_image(reduce, max_point, points)
+            gradient = where_per_image(reduce, max_gradient, gradient)
             last_objective = torch.where(reduce, max_objective, last_objective)
             reduced_at_check, max_objective_at_check = reduce, max_objective
             increases = torch.zeros_like(increases)

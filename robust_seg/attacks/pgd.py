@@ -208,6 +208,11 @@ class AttackObjective:
             self.model.eot_samples = draws
 
 
+def where_per_image(better: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image, ``source`` where ``better`` (B,) else ``target``, as a new tensor."""
+    return torch.where(better.reshape(-1, *[1] * (target.dim() - 1)), source, target)
+
+
 def copy_where(better: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per image, ``source`` where ``better`` (B,) else ``target``: the attacks' per-iteration record update.
 
@@ -216,7 +221,7 @@ def copy_where(better: torch.Tensor, source: torch.Tensor, target: torch.Tensor)
     every iteration. On other devices ``torch.where`` (a new tensor), which needs no host synchronisation.
     """
     if target.device.type != "cpu":
-        return torch.where(better.reshape(-1, *[1] * (target.dim() - 1)), source, target)
+        return where_per_image(better, source, target)
     rows = better.nonzero().squeeze(1)
     if rows.numel():
         target.index_copy_(0, rows, source.index_select(0, rows))
@@ -250,15 +255,11 @@ class Iterate:
 
     def replace_where(self, better: torch.Tensor, other: "Iterate") -> "Iterate":
         """Per image: ``other`` where ``better`` (B,) else self."""
-
-        def pick(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-            return torch.where(better.reshape(-1, *[1] * (old.dim() - 1)), new, old)
-
         return Iterate(
-            pick(other.adv_images, self.adv_images),
-            pick(other.predictions, self.predictions),
-            pick(other.score, self.score),
-            pick(other.objective, self.objective),
+            where_per_image(better, other.adv_images, self.adv_images),
+            where_per_image(better, other.predictions, self.predictions),
+            where_per_image(better, other.score, self.score),
+            where_per_image(better, other.objective, self.objective),
         )
 
 

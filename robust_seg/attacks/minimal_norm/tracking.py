@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from robust_seg.attacks.invariants import check_linf_box
+from robust_seg.attacks.pgd import copy_where, where_per_image
 from robust_seg.attacks.progress import tick
 from robust_seg.attacks.result import AttackResult
 from robust_seg.metrics.apsr import attacked_pixels, linf_norms
@@ -84,14 +85,12 @@ class BestIterate:
         new_norm = torch.where(better, norm, best_norm)
         new_success = success | is_adv
         if index is None:  # copies of the improved images only (a select over whole images is slow on a CPU)
-            adv = adv.detach()
-            for image in better.nonzero().flatten().tolist():
-                self.adv[image].copy_(adv[image])
-                self.predictions[image].copy_(predictions[image])
+            self.adv = copy_where(better, adv.detach(), self.adv)
+            self.predictions = copy_where(better, predictions, self.predictions)
             self.apsr, self.norm, self.success = new_apsr, new_norm, new_success
         else:
-            new_adv = torch.where(better.view(-1, *[1] * (adv.ndim - 1)), adv.detach(), self.adv[index])
-            new_pred = torch.where(better.view(-1, 1, 1), predictions, self.predictions[index])
+            new_adv = where_per_image(better, adv.detach(), self.adv[index])
+            new_pred = where_per_image(better, predictions, self.predictions[index])
             self.adv[index], self.predictions[index], self.apsr[index] = new_adv, new_pred, new_apsr
             self.norm[index], self.success[index] = new_norm, new_success
         return is_adv
