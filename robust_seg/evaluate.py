@@ -1,10 +1,12 @@
 """``python -m robust_seg.evaluate``: robustness evaluation (see configs/evaluate.yaml)."""
 from __future__ import annotations
 
-if __name__ == "__main__":  # the short help before any heavy import
+if __name__ == "__main__":  # the short help before any heavy import; no cycle collection during the imports
+    from robust_seg.run.collector import pause_during_imports
     from robust_seg.run.help import print_help_if_asked
 
     print_help_if_asked("evaluate")
+    pause_during_imports()
 
 import sys  # noqa: E402
 import types  # noqa: E402

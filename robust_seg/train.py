@@ -1,10 +1,12 @@
 """``python -m robust_seg.train``: training (see configs/train.yaml); also under torchrun."""
 from __future__ import annotations
 
-if __name__ == "__main__":  # the short help before any heavy import
+if __name__ == "__main__":  # the short help before any heavy import; no cycle collection during the imports
+    from robust_seg.run.collector import pause_during_imports
     from robust_seg.run.help import print_help_if_asked
 
     print_help_if_asked("train")
+    pause_during_imports()
 
 from pathlib import Path  # noqa: E402
 

@@ -3,10 +3,6 @@
 The first test runs the command as a real process (what the shell sees: the exit status and stderr of the
 interpreter); the others run it in this process (``call``: the same code path, without the interpreter's start).
 """
-import gc
-import subprocess
-import sys
-from types import SimpleNamespace
 
 import pytest
 
@@ -63,22 +59,3 @@ def test_checkpoint_of_another_model_lists_the_keys(tmp_path):
     assert line.startswith("error: checkpoint") and "missing keys:" in line and "unexpected keys:" in line
 
 
-def test_an_entry_point_lets_its_process_exit_without_collector_passes_registering_once(monkeypatch):
-    """run_main registers gc.freeze at exit (0.5 s less per command): in a real process the objects are frozen by
-    the time the exit handlers registered before it run; entry points run again in one process (as the tests run
-    them) register it once."""
-    code = ("import atexit, gc\n"
-            "atexit.register(lambda: print('frozen' if gc.get_freeze_count() else 'not frozen'))\n"
-            "from robust_seg.run.cli import freeze_at_exit\n"
-            "freeze_at_exit()\n")
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert completed.stdout.strip() == "frozen"
-
-    from robust_seg.run import cli
-
-    registered = []
-    monkeypatch.setattr(cli, "atexit", SimpleNamespace(register=registered.append,
-                                                        unregister=lambda f: registered.remove(f) if f in registered else None))
-    cli.freeze_at_exit()
-    cli.freeze_at_exit()
-    assert registered == [gc.freeze]

@@ -32,12 +32,12 @@ def test_an_imported_fsdp_leaves_the_import_unchanged(monkeypatch):
 
 @pytest.fixture
 def slow_module(tmp_path, monkeypatch):
-    """A module ``slow_dependency`` that records its import in a file (returned), and ``its_user``, which imports from it as MMSeg
-    imports from SciPy: a function by name and the module itself."""
+    """A module ``slow_dependency`` that records its import in a file (returned), and ``its_user``, which imports
+    from it as MMSeg imports from SciPy: a function by name and the module itself."""
     (tmp_path / "slow_dependency.py").write_text(
         f"open({str(tmp_path / 'imported')!r}, 'w').close()\nSCALE = 3\n\ndef scale(x, by=SCALE):\n    return by * x\n")
     (tmp_path / "its_user.py").write_text("from slow_dependency import scale\nimport slow_dependency as whole\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     monkeypatch.setattr(lean_import, "DEFERRED", ("slow_dependency",))
     for name in ("mmseg.models", "slow_dependency", "its_user"):
         monkeypatch.delitem(sys.modules, name, raising=False)

@@ -35,7 +35,7 @@ from robust_seg.evaluation.calibration import EvaluationCalibration
 from robust_seg.evaluation.config import check_evaluate_config
 from robust_seg.evaluation.diagnostics import Diagnostics
 from robust_seg.evaluation.finite import check_finite_attacked, check_finite_logits
-from robust_seg.evaluation.report import write_reports
+from robust_seg.evaluation.report import preload_plotting, write_reports
 from robust_seg.evaluation.results import build_results
 from robust_seg.evaluation.shards import SHARDS_DIR, STATE_FILE, Shard, merge_states
 from robust_seg.evaluation.state import ComponentTotals
@@ -351,6 +351,8 @@ def _evaluate_distributed(cfg, run: RunDirectory, distributed: Distributed) -> d
         _evaluate_shard(cfg, shard_run, shard, distributed.local_rank, write_reports_=False)
     finally:
         shard_run.detach_log()
+    if distributed.is_main:  # while the other shards finish: the merged report's figures need the plotting library
+        preload_plotting()
     dist.barrier()
     if not distributed.is_main:
         return {"shard": shard.index, "run_directory": str(run.path)}

@@ -138,6 +138,17 @@ def results_markdown(results: EvaluationResults) -> str:
     return "\n".join(lines) + "\n"
 
 
+def preload_plotting() -> None:
+    """Import what every report draws its figures with (matplotlib's Figure and Agg canvas: about 0.6 s).
+
+    Rank 0 of a torchrun evaluation calls this when its own shard is done, before it waits for the other shards:
+    the import then overlaps their last batches instead of delaying the merged report after them."""
+    import importlib
+
+    for module in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+        importlib.import_module(module)
+
+
 def plot_robustness_curve(results: EvaluationResults, path: Path) -> None:
     """Robust ACC and mIoU of the worst case against the radius (x axis in units of 1/255)."""
     from matplotlib.figure import Figure  # imported when a figure is drawn: a run that draws none never loads it

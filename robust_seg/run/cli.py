@@ -8,10 +8,8 @@ input errors (``RobustSegError``) into the same one line, and removes a director
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import errno
-import gc
 import logging
 import os
 import re
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from robust_seg.errors import EXIT_USER_ERROR, RobustSegError, one_line
+from robust_seg.run.collector import freeze_at_exit, resume_after_start_up
 
 T = TypeVar("T")
 _FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -197,21 +196,9 @@ def mode_from_the_command_line(arguments: list[str]):
         Hydra.get_mode = original
 
 
-def freeze_at_exit() -> None:
-    """Let the process end without the cycle collector's passes over every object left (registered by
-    :func:`run_main`, run when the interpreter exits).
-
-    Finalisation otherwise runs full collections over all the objects that torch, MMSeg and the run left: about
-    0.5 s of every command, each torchrun process included. ``gc.freeze`` moves them to the permanent generation,
-    which collections skip. Nothing is leaked or skipped: the objects are still released as the interpreter tears
-    its modules down.
-    """
-    atexit.unregister(gc.freeze)  # once, however many entry points ran in this process
-    atexit.register(gc.freeze)
-
-
 def run_main(hydra_main: Callable[[], T]) -> T:
     """Run a ``@hydra.main`` function; a config composition error is one line and exit status 2."""
+    resume_after_start_up()  # the collector, paused during the entry module's imports (robust_seg.run.collector)
     freeze_at_exit()
     sys.argv[1:] = attack_options_as_written(sys.argv[1:])
     user_full_error = _USER_FULL_ERROR[0] = os.environ.get(_FULL_ERROR) == "1"
