@@ -224,39 +224,43 @@ def _one_line_error(function, *args) -> str:
 
 
 def test_bad_input_gives_one_line_naming_the_problem_and_the_fix(tmp_path):
-    psp = _reference("ppm", ddcat=True)
     psp_path = tmp_path / "psp.pth"
-    source = _save_as_authors(psp, psp_path)
-    aspp_path = tmp_path / "aspp.pth"
-    _save_as_authors(_reference("aspp", ddcat=True), aspp_path)
-
-    # an MMSeg-layout checkpoint given as semseg
-    mmseg_model = build_model(_config("pspnet_r50_ddcat"), CLASSES)
-    mmseg_path = tmp_path / "mmseg.pth"
-    torch.save({"meta": {}, "state_dict": mmseg_model.segmentor.state_dict()}, mmseg_path)
-    message = _one_line_error(load_segmentation_checkpoint, mmseg_model, str(mmseg_path), "semseg_pspnet")
-    assert "not a semseg (hszhao / DDC-AT) checkpoint: no layer0.*" in message
-    assert "backbone" in message and "model.checkpoint_format=auto" in message
-
-    # a DeepLabV3 given as PSPNet
-    message = _one_line_error(load_segmentation_checkpoint, mmseg_model, str(aspp_path), "semseg_pspnet")
-    assert "without ppm.* keys" in message and "model.checkpoint_format=semseg_deeplabv3" in message
+    source = _save_as_authors(_reference("ppm", ddcat=True), psp_path)
 
     # the right format, the wrong model config (plain 7x7 stem, contracted dilation)
     plain = build_model(_config("pspnet_r50"), CLASSES)
     message = _one_line_error(load_segmentation_checkpoint, plain, str(psp_path), "semseg_pspnet")
     assert "does not match the model" in message and "need model=pspnet_r50_ddcat" in message
 
-    # a key the converter does not know
-    odd = tmp_path / "odd.pth"
-    torch.save({"state_dict": {**source, "psa.conv.weight": torch.zeros(1)}}, odd)
-    message = _one_line_error(load_segmentation_checkpoint, mmseg_model, str(odd), "semseg_pspnet")
-    assert "keys the converter does not know: psa.conv.weight" in message
-
     # the other number of classes (e.g. a Cityscapes file for a VOC row)
     voc = build_model(_config("pspnet_r50_ddcat"), CLASSES + 1)
     message = _one_line_error(load_segmentation_checkpoint, voc, str(psp_path), "semseg_pspnet")
     assert "decode_head.conv_seg.weight" in message
+
+    def keys_only(name: str, keys) -> str:
+        """A checkpoint with these keys and one-element tensors: the layout checks below read the keys alone (they
+        refuse the file before any shape is compared), so the 100 MB files they would otherwise need are spared."""
+        path = tmp_path / name
+        torch.save({"state_dict": {key: torch.zeros(1) for key in keys}}, path)
+        return str(path)
+
+    # an MMSeg-layout checkpoint given as semseg
+    mmseg_layout = keys_only("mmseg.pth", voc.segmentor.state_dict())
+    message = _one_line_error(load_segmentation_checkpoint, voc, mmseg_layout, "semseg_pspnet")
+    assert "not a semseg (hszhao / DDC-AT) checkpoint: no layer0.*" in message
+    assert "backbone" in message and "model.checkpoint_format=auto" in message
+
+    # a DeepLabV3 given as PSPNet (the authors' DeepLabV3 keys; built on the meta device: no memory)
+    with torch.device("meta"):
+        aspp_keys = list(SemsegNet("aspp", ddcat=True).state_dict())
+    aspp = keys_only("aspp.pth", aspp_keys)
+    message = _one_line_error(load_segmentation_checkpoint, voc, aspp, "semseg_pspnet")
+    assert "without ppm.* keys" in message and "model.checkpoint_format=semseg_deeplabv3" in message
+
+    # a key the converter does not know
+    odd = keys_only("odd.pth", [*source, "psa.conv.weight"])
+    message = _one_line_error(load_segmentation_checkpoint, voc, odd, "semseg_pspnet")
+    assert "keys the converter does not know: psa.conv.weight" in message
 
 
 def test_ddcat_rows_use_the_semseg_models():
