@@ -1,13 +1,18 @@
 """``python -m robust_seg.pretrain``: classifier pre-training of a backbone (see configs/pretrain.yaml)."""
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+if __name__ == "__main__":  # no cycle collection during the imports (robust_seg.run.collector)
+    from robust_seg.run.collector import pause_during_imports
 
-from robust_seg.names import CONFIGS
-from robust_seg.run.cli import run_job, run_main
-from robust_seg.run.config import register_configs
-from robust_seg.training.config import PretrainConfig
+    pause_during_imports()
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from robust_seg.names import CONFIGS  # noqa: E402
+from robust_seg.run.cli import run_job, run_main  # noqa: E402
+from robust_seg.run.config import register_configs  # noqa: E402
+from robust_seg.training.config import PretrainConfig  # noqa: E402
 
 register_configs(pretrain=PretrainConfig)
 

@@ -44,7 +44,7 @@ def test_an_entry_point_lets_its_process_exit_without_collector_passes_registeri
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch (about 3 s)
-@pytest.mark.parametrize("entry", ["evaluate", "train"])
+@pytest.mark.parametrize("entry", ["evaluate", "train", "pretrain"])
 def test_a_command_imports_torch_with_the_collector_paused_and_runs_with_it_on(entry):
     code = ("import gc, runpy, sys\n"
             "from robust_seg.run import collector, cli\n"
