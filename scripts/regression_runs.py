@@ -98,7 +98,9 @@ def run_one(name: str, directory: Path) -> dict:
     import torch
 
     module, overrides = RUNS[name]
-    overrides = [o.replace("BACKBONE", str(_backbone(directory))) for o in overrides]
+    if any("BACKBONE" in o for o in overrides):  # PIR-AT's run only: the backbone file is written once
+        backbone = str(_backbone(directory))
+        overrides = [o.replace("BACKBONE", backbone) for o in overrides]
     entry = importlib.import_module(f"robust_seg.{module}")
     argv, threads, cwd = sys.argv, torch.get_num_threads(), os.getcwd()
     sys.argv = [f"robust_seg.{module}", *overrides, f"run_name={name}"]
