@@ -243,24 +243,19 @@ class Iterate:
 
     def owned(self) -> "Iterate":
         """A copy that shares no tensor, for ``update_where``."""
-        return Iterate(self.adv_images.clone(), self.predictions.clone(), self.score.clone(), self.objective.clone())
+        return Iterate(*(tensor.clone() for tensor in self._fields()))
 
     def update_where(self, better: torch.Tensor, other: "Iterate") -> "Iterate":
         """``replace_where`` on a record this loop owns (``owned``), updated in place where possible
         (:func:`copy_where`)."""
-        return Iterate(copy_where(better, other.adv_images, self.adv_images),
-                       copy_where(better, other.predictions, self.predictions),
-                       copy_where(better, other.score, self.score),
-                       copy_where(better, other.objective, self.objective))
+        return Iterate(*(copy_where(better, new, old) for new, old in zip(other._fields(), self._fields())))
 
     def replace_where(self, better: torch.Tensor, other: "Iterate") -> "Iterate":
         """Per image: ``other`` where ``better`` (B,) else self."""
-        return Iterate(
-            where_per_image(better, other.adv_images, self.adv_images),
-            where_per_image(better, other.predictions, self.predictions),
-            where_per_image(better, other.score, self.score),
-            where_per_image(better, other.objective, self.objective),
-        )
+        return Iterate(*(where_per_image(better, new, old) for new, old in zip(other._fields(), self._fields())))
+
+    def _fields(self) -> tuple[torch.Tensor, ...]:
+        return self.adv_images, self.predictions, self.score, self.objective
 
 
 def attack_result(

@@ -62,7 +62,7 @@ class _Deferred(types.ModuleType):
         self._within_block = True
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "_within_block":
+        if name.startswith("__"):
             raise AttributeError(name)
         if not self._within_block:
             return getattr(importlib.import_module(self.__name__), name)
@@ -98,8 +98,9 @@ def lean_mmseg_import() -> Iterator[None]:
         for name, stand_in in stand_ins.items():
             if name in sys.modules and sys.modules[name] is stand_in:
                 del sys.modules[name]
-            parent, _, child = name.rpartition(".")  # vars(): a package's __getattr__ may import the real one
-            if stand_in is not None and vars(sys.modules.get(parent, types)).get(child) is stand_in:
-                delattr(sys.modules[parent], child)
+            parent = sys.modules.get(name.rpartition(".")[0])
+            child = name.rpartition(".")[2]  # read from __dict__: a package's __getattr__ may import the real one
+            if stand_in is not None and parent is not None and vars(parent).get(child) is stand_in:
+                delattr(parent, child)
             if isinstance(stand_in, _Deferred):
                 stand_in._within_block = False
