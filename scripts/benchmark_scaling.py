@@ -74,7 +74,8 @@ def main() -> None:
             alone.append(results["one"]["seconds"] / (args.processes * max(shard_seconds)))
             print(f"round {round_ + 1}: 1 process {seconds['one']:.1f} s, {args.processes} processes "
                   f"{seconds['many']:.1f} s: whole commands {whole[-1]:.2f}; the evaluation alone "
-                  f"{results['one']['seconds']:.1f} s vs slowest shard {max(shard_seconds):.1f} s: {alone[-1]:.2f} "
+                  f"{results['one']['seconds']:.1f} s vs shards {'/'.join(f'{s:.1f}' for s in sorted(shard_seconds))} s: "
+                  f"{alone[-1]:.2f} "
                   f"(ACC {acc['one']:.2f} in both)", flush=True)
     print(f"scaling efficiency time_1 / ({args.processes} x time_{args.processes}), median of {args.rounds} "
           f"(range): whole commands (start-up, merge and reports included) {statistics.median(whole):.2f} "
