@@ -55,7 +55,7 @@ def main() -> None:
     from robust_seg.run.help import print_help_if_asked
 
     print_help_if_asked("train")
-    run_main(hydra_main)
+    run_main(hydra_main, launches_processes=True)
 
 
 if __name__ == "__main__":

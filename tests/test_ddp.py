@@ -1,4 +1,5 @@
-"""torchrun + DDP (gloo, CPU, 2 processes) gives the loss curve and weights of 1 process at the same global batch.
+"""DDP (gloo, CPU, 2 processes; ``runtime.processes=2``, torchrun's launch with forked workers, and torchrun itself
+for a rank that diverges) gives the loss curve and weights of 1 process at the same global batch.
 
 Exact comparison needs the two runs to compute the same gradients, so the test removes what legitimately
 differs between them: (i) the images each process sees -- the DistributedSampler splits another
@@ -27,13 +28,14 @@ SAME_PROBLEM = [*TINY, "model=small_segmenter_vit", "model.mmseg.backbone.drop_p
                 "optimizer.name=sgd", "optimizer.lr=0.05", "optimizer.weight_decay=0"]
 
 
-def _train(launcher: list[str] | None, run_name: str, cwd):
-    """Train with ``launcher`` (a real torchrun), or in this process when it is None."""
-    if launcher is None:
+def _train(processes: int, run_name: str, cwd):
+    """Train in this process, or with ``runtime.processes`` (torchrun's launch, forked workers) in a subprocess."""
+    if processes == 1:
         run_in_process("train", *SAME_PROBLEM, f"run_name={run_name}", cwd=cwd, check=True)
     else:
         env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-        completed = subprocess.run([*launcher, "-m", "robust_seg.train", *SAME_PROBLEM, f"run_name={run_name}"],
+        completed = subprocess.run([sys.executable, "-m", "robust_seg.train", *SAME_PROBLEM,
+                                    f"runtime.processes={processes}", f"run_name={run_name}"],
                                    cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
         assert completed.returncode == 0, completed.stderr[-3000:]
     run_dir = cwd / "outputs/train" / run_name
@@ -42,9 +44,8 @@ def _train(launcher: list[str] | None, run_name: str, cwd):
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    single, single_state = _train(None, "single", tmp_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    ddp, ddp_state = _train(torchrun, "ddp", tmp_path)
+    single, single_state = _train(1, "single", tmp_path)
+    ddp, ddp_state = _train(2, "ddp", tmp_path)
 
     single_losses = [h["train_loss"] for h in single["history"]]
     ddp_losses = [h["train_loss"] for h in ddp["history"]]

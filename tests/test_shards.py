@@ -154,20 +154,38 @@ def test_shard_options_are_checked():
     assert code == 2 and "shard=3 with num_shards=3" in err
 
 
-def test_torchrun_two_processes_equal_one_process(tmp_path):
-    """2-process torchrun (gloo) of SEA with calibration: rank r evaluates shard r, rank 0 merges."""
+def test_torchrun_and_runtime_processes_two_processes_equal_one_process(tmp_path):
+    """2-process torchrun (gloo) of SEA with calibration, and the same with ``runtime.processes=2`` (torchrun's
+    launch, forked workers): rank r evaluates shard r, rank 0 merges; both equal one process."""
     args = [*BASE, *KINDS["sea"], "calibration=true"]
     single = _evaluate(tmp_path, *args[len(BASE):], "run_name=single")
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-               "robust_seg.evaluate", *args, "run_name=torchrun"]
-    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    run = tmp_path / "outputs" / "evaluate" / "torchrun"
-    merged = json.loads((run / "results.json").read_text()) | {"report": (run / "results.md").read_text()}
-    assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single)
-    assert merged["calibration"]["radii"] == single["calibration"]["radii"]
-    assert sorted(p.name for p in (run / "shards").iterdir()) == ["0", "1"]
+    commands = {
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                     "robust_seg.evaluate", *args, "run_name=torchrun"],
+        "processes": [sys.executable, "-m", "robust_seg.evaluate", *args, "runtime.processes=2",
+                      "run_name=processes"]}
+    for name, command in commands.items():
+        completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        run = tmp_path / "outputs" / "evaluate" / name
+        merged = json.loads((run / "results.json").read_text()) | {"report": (run / "results.md").read_text()}
+        assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single), name
+        assert merged["calibration"]["radii"] == single["calibration"]["radii"], name
+        assert sorted(p.name for p in (run / "shards").iterdir()) == ["0", "1"], name
+        assert completed.stdout.count("run directory:") == 1, name  # rank 0 alone reports
+
+
+def test_runtime_processes_refuses_bad_input_in_one_line(tmp_path):
+    """Every worker refuses the same bad value: the launcher prints the line once and exits 2, no traceback."""
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    for bad, line in (("attack.eps=[8]", "error: attack.eps: radius 8 is larger than 1"),
+                      ("runtime.processes=two", "error: runtime.processes='two': must be an integer >= 1")):
+        completed = subprocess.run([sys.executable, "-m", "robust_seg.evaluate", *BASE, "runtime.processes=2", bad],
+                                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 2, completed.stderr[-3000:]
+        assert completed.stderr.startswith(line) and completed.stderr.count("\n") == 1, completed.stderr[-3000:]
+    assert not (tmp_path / "outputs" / "evaluate").exists() or not any((tmp_path / "outputs" / "evaluate").iterdir())
 
 
 def test_more_shards_than_batches_merge_to_one_process(tmp_path):

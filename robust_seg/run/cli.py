@@ -20,6 +20,7 @@ from typing import Callable, TypeVar
 
 from robust_seg.errors import EXIT_USER_ERROR, RobustSegError, one_line
 from robust_seg.run.collector import freeze_at_exit, resume_after_start_up
+from robust_seg.run.launch import launch_processes, launched, print_error, requested_processes
 
 T = TypeVar("T")
 _FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -196,11 +197,26 @@ def mode_from_the_command_line(arguments: list[str]):
         Hydra.get_mode = original
 
 
-def run_main(hydra_main: Callable[[], T]) -> T:
-    """Run a ``@hydra.main`` function; a config composition error is one line and exit status 2."""
+def run_main(hydra_main: Callable[[], T], launches_processes: bool = False) -> T:
+    """Run a ``@hydra.main`` function; a config composition error is one line and exit status 2.
+
+    ``launches_processes`` (evaluate, train): ``runtime.processes=N`` on the command line runs the command in N
+    processes (``robust_seg.run.launch``) and exits with their status."""
     resume_after_start_up()  # the collector, paused during the entry module's imports (robust_seg.run.collector)
     freeze_at_exit()
     sys.argv[1:] = attack_options_as_written(sys.argv[1:])
+    if launches_processes and not launched():
+        try:
+            processes = requested_processes(sys.argv[1:])
+        except RobustSegError as error:
+            print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USER_ERROR)
+        if processes > 1:
+            sys.exit(launch_processes(processes, lambda: _run_hydra(hydra_main)))
+    return _run_hydra(hydra_main)
+
+
+def _run_hydra(hydra_main: Callable[[], T]) -> T:
     user_full_error = _USER_FULL_ERROR[0] = os.environ.get(_FULL_ERROR) == "1"
     os.environ[_FULL_ERROR] = "1"  # Hydra re-raises instead of printing its own multi-line report
     started = time.time()
@@ -215,7 +231,7 @@ def run_main(hydra_main: Callable[[], T]) -> T:
         if message is None:
             raise
         remove_refused_sweeps(started)
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print_error(message)
         sys.exit(EXIT_USER_ERROR)
     finally:
         if not user_full_error:
@@ -271,7 +287,7 @@ def run_job(cfg, job: Callable[..., T], *, job_name: str) -> T:
             run.accept(cfg)  # the failed job keeps its record: the table builder shows why its cell is empty
             logging.getLogger("robust_seg").error("error: %s", message)
             raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print_error(message)
         sys.exit(EXIT_USER_ERROR)
     finally:
         run.close(failed)

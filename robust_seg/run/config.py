@@ -31,6 +31,9 @@ class RuntimeConfig:
     channels_last: bool = False
     deterministic: bool = True
     threads: Optional[int] = None
+    processes: int = 1
+    """Processes on this machine, started by the command itself (robust_seg/run/launch.py): the shards of an
+    evaluation, the DDP ranks of a training; torchrun's workers without torchrun. Command line only."""
 
 
 @dataclass

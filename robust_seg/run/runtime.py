@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from robust_seg.errors import ConfigError
+from robust_seg.run.launch import check_processes
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def check_runtime_config(cfg) -> None:
     select_device(cfg.device)
     positive_int("runtime.threads", cfg.threads, optional=True)
     positive_int("runtime.num_workers", cfg.num_workers, minimum=0)
+    check_processes(cfg.processes)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
