@@ -24,7 +24,8 @@ from robust_seg.names import ROOT
 
 HARMLESS_KEYS = (
     "logger", "runtime.threads", "runtime.device", "runtime.num_workers", "runtime.processes", "resume", "run_name",
-    "note", "attack.note", "figure_images", "export_path", "model.random_weights", "model.checkpoint_sha256", "progress",
+    "note", "attack.note", "figure_images", "export_path", "model.random_weights", "model.checkpoint_sha256",
+    "progress",
 )
 """Config keys (and subtrees) that do not change what is evaluated or trained: they may differ when a run is
 resumed. (A thread count or device can change the last bits of floating-point sums, as any rerun on other
