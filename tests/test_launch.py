@@ -1,10 +1,15 @@
 """``runtime.processes``: which count a command line asks for, the check that a composed config agrees with the
 processes running, and where a worker's one-line error goes (the runs themselves: tests/test_shards.py and
 tests/test_ddp.py)."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 from robust_seg.errors import ConfigError
 from robust_seg.run.launch import ERRORS, check_processes, print_error, requested_processes
+from tests.conftest import ROOT
 
 
 def test_the_last_processes_override_counts_and_a_malformed_one_is_refused():
@@ -40,3 +45,43 @@ def test_a_worker_hands_its_error_to_the_launcher(monkeypatch, tmp_path, capsys)
     monkeypatch.setenv("RANK", "1")
     print_error("a bad value")
     assert capsys.readouterr().err == "" and (tmp_path / "1").read_text() == "a bad value"
+
+
+LAUNCHES = '''
+import os, sys
+from robust_seg.run.launch import launch_processes, print_error
+
+
+def refuses():  # every rank refuses the same input
+    print_error("the same bad value")
+    sys.exit(2)
+
+
+def bug_on_rank_1():
+    if os.environ["RANK"] == "1":
+        raise RuntimeError("a bug on rank 1")
+
+
+def fine():
+    print(f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}", flush=True)
+
+
+for worker in (refuses, bug_on_rank_1, fine):
+    print(f"{worker.__name__}: status {launch_processes(2, worker)}", flush=True)
+'''
+
+
+def test_launched_workers_end_as_processes_would(tmp_path):
+    """A refusal on every rank is one line (printed by the launcher, once) and its status; a bug keeps its
+    traceback and fails the command; workers that succeed see their rank."""
+    script = tmp_path / "launches.py"
+    script.write_text(LAUNCHES)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out, err = completed.stdout, completed.stderr
+    assert "refuses: status 2" in out and "bug_on_rank_1: status 1" in out and "fine: status 0" in out, out
+    assert err.count("error: the same bad value") == 1, err
+    assert "Traceback" in err and "RuntimeError: a bug on rank 1" in err, err
+    assert sorted(line for line in out.splitlines() if line.startswith("rank ")) == ["rank 0 of 2", "rank 1 of 2"]

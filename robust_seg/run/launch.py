@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -66,17 +67,19 @@ def check_processes(processes: int) -> None:
 def launch_processes(count: int, worker: Callable[[], object]) -> int:
     """Run ``worker()`` in ``count`` forked processes joined as one torch.distributed group (torchrun's elastic
     launch, standalone rendezvous on a free local port); the exit status of the command: 0, or that of the
-    first worker that failed (its own message is already on stderr, as under torchrun)."""
+    first worker that failed. A worker's traceback goes to stderr as it happens; its one-line errors
+    (``print_error``) are printed here, each distinct line once."""
     import torch
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    if torch.cuda.is_available() and torch.cuda.is_initialized():  # pragma: no cover (entry points never do)
+    if torch.cuda.is_initialized():  # pragma: no cover (the entry points never initialise it before the launch)
         raise ConfigError(f"{KEY}: CUDA was initialised before the workers were forked; use torchrun instead")
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=count, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                           start_method="fork", monitor_interval=0.1)
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # a failure is the worker's line
+    for name in ("torch.distributed.elastic", "torch.multiprocessing"):  # a failure is the worker's own output
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     sys.stdout.flush()
     sys.stderr.flush()
     with tempfile.TemporaryDirectory(prefix="robust_seg-errors-") as errors:
@@ -104,14 +107,19 @@ def print_error(message: str) -> None:
 
 
 def _worker_status(worker: Callable[[], object]) -> None:
-    """One worker: the command as a torchrun worker runs it; a non-zero ``SystemExit`` ends the process with it."""
+    """One worker: the command as a torchrun worker runs it, ending as that process would: with the status of a
+    ``SystemExit``, and with the traceback of a bug on stderr (status 1)."""
+    status = 0
     try:
         worker()
     except SystemExit as stop:
-        if stop.code not in (None, 0):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(stop.code if isinstance(stop.code, int) else 1)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        status = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    except KeyboardInterrupt:
+        status = 130
+    except BaseException:  # noqa: BLE001 (a bug: its traceback, as an uncaught exception prints it)
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if status:
+        os._exit(status)
