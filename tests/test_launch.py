@@ -2,6 +2,7 @@
 processes running, and where a worker's one-line error goes (the runs themselves: tests/test_shards.py and
 tests/test_ddp.py)."""
 import os
+import re
 import subprocess
 import sys
 
@@ -66,14 +67,22 @@ def fine():
     print(f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}", flush=True)
 
 
-for worker in (refuses, bug_on_rank_1, fine):
+def refuses_on_rank_0_while_rank_1_works():  # the launcher stops rank 1, which then ends without a word
+    if os.environ["RANK"] == "0":
+        refuses()
+    import time
+    time.sleep(60)
+
+
+for worker in (refuses, bug_on_rank_1, fine, refuses_on_rank_0_while_rank_1_works):
     print(f"{worker.__name__}: status {launch_processes(2, worker)}", flush=True)
 '''
 
 
 def test_launched_workers_end_as_processes_would(tmp_path):
     """A refusal on every rank is one line (printed by the launcher, once) and its status; a bug keeps its
-    traceback and fails the command; workers that succeed see their rank."""
+    traceback and fails the command; workers that succeed see their rank; a worker the launcher stops because
+    another failed ends silently."""
     script = tmp_path / "launches.py"
     script.write_text(LAUNCHES)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -82,6 +91,7 @@ def test_launched_workers_end_as_processes_would(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     out, err = completed.stdout, completed.stderr
     assert "refuses: status 2" in out and "bug_on_rank_1: status 1" in out and "fine: status 0" in out, out
-    assert err.count("error: the same bad value") == 1, err
-    assert "Traceback" in err and "RuntimeError: a bug on rank 1" in err, err
-    assert sorted(line for line in out.splitlines() if line.startswith("rank ")) == ["rank 0 of 2", "rank 1 of 2"]
+    assert "refuses_on_rank_0_while_rank_1_works: status 2" in out, out
+    assert err.count("error: the same bad value") == 2, err  # once per launch that refused
+    assert err.count("Traceback") == 1 and "RuntimeError: a bug on rank 1" in err, err  # the bug's, no other
+    assert sorted(re.findall(r"rank (\d) of 2", out)) == ["0", "1"]  # (two processes' lines may interleave)

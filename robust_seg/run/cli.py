@@ -209,7 +209,7 @@ def run_main(hydra_main: Callable[[], T], launches_processes: bool = False) -> T
         try:
             processes = requested_processes(sys.argv[1:])
         except RobustSegError as error:
-            print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+            print_error(one_line(error))
             sys.exit(EXIT_USER_ERROR)
         if processes > 1:
             sys.exit(launch_processes(processes, lambda: _run_hydra(hydra_main)))

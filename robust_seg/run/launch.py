@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
 import traceback
@@ -109,6 +110,8 @@ def print_error(message: str) -> None:
 def _worker_status(worker: Callable[[], object]) -> None:
     """One worker: the command as a torchrun worker runs it, ending as that process would: with the status of a
     ``SystemExit``, and with the traceback of a bug on stderr (status 1)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's handlers, inherited through the fork, are not
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a worker's: stopped by the launcher, it just ends
     status = 0
     try:
         worker()
