@@ -10,8 +10,11 @@ Each worker then runs the command exactly as a torchrun worker does (its own com
 
 Only a command-line override starts processes (the launcher reads it before composing); a config file that sets
 ``runtime.processes`` is refused by ``check_processes``. Forked workers need a parent that has not initialised
-CUDA, which the entry points never do before the launch; with GPUs ``torchrun`` remains the documented launcher
-for several machines (multi-node) and SLURM (configs/hydra/launcher).
+CUDA, which the entry points never do before the launch. Several machines are started by torchrun (``--nnodes``)
+or SLURM (configs/hydra/launcher), as before.
+
+A worker ends as a torchrun worker would: a refusal is its one line (handed to the launcher, which prints each
+distinct line once), a bug its traceback, and a worker stopped because another failed says nothing.
 """
 from __future__ import annotations
 
