@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import io
 import os
 import subprocess
@@ -24,6 +26,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one threa
 
 # Tiny synthetic data + no W&B: what every end-to-end test uses.
 TINY = ["logger=none", "dataset.synthetic.num_train=64", "dataset.synthetic.num_val=16"]
+
+
+@functools.lru_cache(maxsize=None)
+def script(name: str):
+    """``scripts/<name>.py`` as a module (the scripts are not a package), loaded once per process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def compose_config(name: str, overrides: list[str] | None = None):

@@ -4,18 +4,15 @@ The default suite checks the mechanics on a tiny budget (equal training-set size
 epoch on the held-out images, calibration in the evaluation, the table); the slow test runs the comparison of
 docs/calibration.md for CE and CALS-ALM and asserts that CALS-ALM's ECE is lower.
 """
-import importlib.util
 import json
 
 import pytest
 import torch
 
 from robust_seg.data.splits import split_train_validation
-from tests.conftest import ROOT, compose_config
+from tests.conftest import compose_config, script
 
-spec = importlib.util.spec_from_file_location("compare_calibration", ROOT / "scripts" / "compare_calibration.py")
-compare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare)
+compare = script("compare_calibration")
 
 
 @pytest.mark.parametrize("train_images", [8, 16, 40, 64, 100])

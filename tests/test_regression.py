@@ -3,19 +3,15 @@ AT, CALS-ALM and PIR-AT) are those recorded in tests/regression/expected.json (s
 change of the code's shape must not change a single result. Re-record only for an intended change of results."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("regression_runs", ROOT / "scripts" / "regression_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("regression_runs")
 
 
 def test_tiny_runs_give_the_recorded_numbers(monkeypatch):

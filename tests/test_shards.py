@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, assert_markdown_tables, call, killed_at_batch
+from tests.conftest import ROOT, assert_markdown_tables, call, killed_at_batch, script
 
 BASE = ["logger=none", "dataset.synthetic.num_val=5", "max_images=5", "batch_size=2", "runtime.threads=1"]
 KINDS = {
@@ -41,14 +41,6 @@ def _per_image(results: dict) -> dict:
         return {k: results["minimal_norm"]["per_image"][k] for k in ("norm", "success", "apsr")}
     return {key: {name: (entry["per_image_acc"], entry["per_image"]["apsr"]) for name, entry in components.items()}
             for key, components in results["radii"].items()}
-
-
-def _numbers(tree, prefix: str = "") -> dict:
-    """``{"a": {"b": [1.0, None]}}`` -> ``{"a.b.0": 1.0, "a.b.1": None}``."""
-    if isinstance(tree, (dict, list)):
-        items = tree.items() if isinstance(tree, dict) else enumerate(tree)
-        return {k: v for key, value in items for k, v in _numbers(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): tree}
 
 
 def _evaluate(tmp_path: Path, *args: str) -> dict:
@@ -181,7 +173,8 @@ def test_two_processes_equal_one_process(tmp_path, launcher, single_run):
     assert _per_image(merged) == _per_image(single) and _table(merged) == _table(single)
     # the calibration sums of shards 0 (batches 0, 2) and 1 (batch 1) are added in another order than one process
     # adds them: float64 means may differ in their last bits (nll_image_mean here), no more
-    merged_numbers, single_numbers = _numbers(merged["calibration"]["radii"]), _numbers(single["calibration"]["radii"])
+    numbers = script("regression_runs").numbers  # every number below a results tree, keyed by its path
+    merged_numbers, single_numbers = numbers(merged["calibration"]["radii"]), numbers(single["calibration"]["radii"])
     assert merged_numbers.keys() == single_numbers.keys()
     assert all(a == b or math.isclose(a, b, rel_tol=1e-12) for a, b in zip(merged_numbers.values(),
                                                                             single_numbers.values()))

@@ -141,7 +141,7 @@ def results_markdown(results: EvaluationResults) -> str:
 def preload_plotting() -> None:
     """Import what every report draws its figures with (matplotlib's Figure and Agg canvas: about 0.6 s).
 
-    Rank 0 of a torchrun evaluation calls this when its own shard is done, before it waits for the other shards:
+    Rank 0 of a sharded evaluation (torchrun, ``runtime.processes``) calls this when its own shard is done, before it waits for the other shards:
     the import then overlaps their last batches instead of delaying the merged report after them."""
     import importlib
 

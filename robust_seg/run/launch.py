@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from robust_seg.config_checks import positive_int
 from robust_seg.errors import ConfigError
 
 KEY = "runtime.processes"
@@ -44,9 +45,9 @@ def requested_processes(arguments: list[str]) -> int:
     if not values:
         return 1
     value = values[-1].strip()
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"{KEY}={value!r}: must be an integer >= 1 (the number of processes on this machine)")
-    return int(value)
+    count = int(value) if value.isdigit() else value
+    positive_int(KEY, count)
+    return count
 
 
 def launched() -> bool:
@@ -56,8 +57,6 @@ def launched() -> bool:
 
 def check_processes(processes: int) -> None:
     """``runtime.processes`` of a composed config agrees with the processes actually running (``ConfigError``)."""
-    from robust_seg.config_checks import positive_int
-
     positive_int(KEY, processes)
     running = int(os.environ.get("WORLD_SIZE", "1"))
     if processes > 1 and running != processes:
