@@ -98,8 +98,8 @@ def lean_mmseg_import() -> Iterator[None]:
         for name, stand_in in stand_ins.items():
             if name in sys.modules and sys.modules[name] is stand_in:
                 del sys.modules[name]
-            parent = sys.modules.get(name.rpartition(".")[0])
-            child = name.rpartition(".")[2]  # read from __dict__: a package's __getattr__ may import the real one
+            parent_name, _, child = name.rpartition(".")
+            parent = sys.modules.get(parent_name)  # read through vars(): its __getattr__ may import the real one
             if stand_in is not None and parent is not None and vars(parent).get(child) is stand_in:
                 delattr(parent, child)
             if isinstance(stand_in, _Deferred):
