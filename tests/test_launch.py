@@ -67,11 +67,15 @@ def fine():
     print(f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}", flush=True)
 
 
-def refuses_on_rank_0_while_rank_1_works():  # the launcher stops rank 1, which then ends without a word
+def refuses_on_rank_0_while_rank_1_works():  # the launcher stops rank 1: it unwinds, then ends without a word
     if os.environ["RANK"] == "0":
         refuses()
     import time
-    time.sleep(60)
+    try:
+        time.sleep(60)
+    finally:
+        with open("unwound", "w") as marker:  # as run_job's clean-up of a run directory it created would run
+            marker.write(os.environ["RANK"])
 
 
 for worker in (refuses, bug_on_rank_1, fine, refuses_on_rank_0_while_rank_1_works):
@@ -82,7 +86,7 @@ for worker in (refuses, bug_on_rank_1, fine, refuses_on_rank_0_while_rank_1_work
 def test_launched_workers_end_as_processes_would(tmp_path):
     """A refusal on every rank is one line (printed by the launcher, once) and its status; a bug keeps its
     traceback and fails the command; workers that succeed see their rank; a worker the launcher stops because
-    another failed ends silently."""
+    another failed unwinds (its clean-up runs) and ends silently."""
     script = tmp_path / "launches.py"
     script.write_text(LAUNCHES)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -92,6 +96,7 @@ def test_launched_workers_end_as_processes_would(tmp_path):
     out, err = completed.stdout, completed.stderr
     assert "refuses: status 2" in out and "bug_on_rank_1: status 1" in out and "fine: status 0" in out, out
     assert "refuses_on_rank_0_while_rank_1_works: status 2" in out, out
+    assert (tmp_path / "unwound").read_text() == "1"
     assert err.count("error: the same bad value") == 2, err  # once per launch that refused
     assert err.count("Traceback") == 1 and "RuntimeError: a bug on rank 1" in err, err  # the bug's, no other
     assert sorted(re.findall(r"rank (\d) of 2", out)) == ["0", "1"]  # (two processes' lines may interleave)

@@ -14,7 +14,7 @@ CUDA, which the entry points never do before the launch. Several machines are st
 or SLURM (configs/hydra/launcher), as before.
 
 A worker ends as a torchrun worker would: a refusal is its one line (handed to the launcher, which prints each
-distinct line once), a bug its traceback, and a worker stopped because another failed says nothing.
+distinct line once), a bug its traceback, and a worker stopped because another failed unwinds and says nothing.
 """
 from __future__ import annotations
 
@@ -109,11 +109,17 @@ def print_error(message: str) -> None:
         print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+def _stopped(signum: int, frame) -> None:
+    """SIGTERM in a worker: the launcher stops it because another rank failed. It unwinds as a refused command does
+    (``run_job`` removes a run directory it created and left without results) and ends without a word."""
+    raise SystemExit(128 + signum)
+
+
 def _worker_status(worker: Callable[[], object]) -> None:
     """One worker: the command as a torchrun worker runs it, ending as that process would: with the status of a
     ``SystemExit``, and with the traceback of a bug on stderr (status 1)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the launcher's handlers, inherited through the fork, are not
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # a worker's: stopped by the launcher, it just ends
+    signal.signal(signal.SIGTERM, _stopped)  # the launcher's handlers, inherited through the fork, are not a
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # worker's
     status = 0
     try:
         worker()
