@@ -326,3 +326,19 @@ def test_resumed_training_continues_the_same_wandb_run(tmp_path, monkeypatch):
     ids = {p.name.rsplit("-", 1)[-1] for p in run.glob("wandb/offline-run-*")}
     assert len(ids) == 1 and len(list(run.glob("wandb/offline-run-*"))) == 2
     assert sorted(_wandb_history_steps(run)) == [1, 2, 3]
+
+
+def test_a_non_zero_rank_following_rank_0_removes_its_own_empty_directory(tmp_path):
+    """Hydra time-stamps each rank's directory; when rank 1's falls a second after rank 0's, rank 1 leaves its own
+    (still empty) for rank 0's and removes it; a directory holding anything stays, and the shared one is never
+    rank 1's to remove."""
+    from robust_seg.run.directory import RunDirectory
+
+    shared = tmp_path / "2026-12-04_14-04-41"
+    for own, kept in ((tmp_path / "2026-12-04_14-04-42", False), (tmp_path / "with_a_file", True)):
+        own.mkdir()
+        if kept:
+            (own / "notes.txt").write_text("mine")
+        run = RunDirectory(own, is_main=False)
+        run.follow(shared)
+        assert (run.path, run.fresh, own.exists()) == (shared, False, kept)

@@ -339,9 +339,9 @@ def _evaluate_distributed(cfg, run: RunDirectory, distributed: Distributed) -> d
     if cfg.num_shards != 1:
         raise ConfigError("shard/num_shards split one evaluation into independent jobs; under torchrun the ranks "
                           "are the shards: drop shard= and num_shards=")
-    run.path = shared_run_dir(run.path, distributed)
+    shared = shared_run_dir(run.path, distributed)
     if not distributed.is_main:
-        run.fresh = False
+        run.follow(shared)
     shard = Shard(distributed.rank, distributed.world_size)
     shard_run = RunDirectory(run.path / SHARDS_DIR / str(distributed.rank), job_name=run.job_name)
     if distributed.is_main and (run.path / "results.json").exists() and not cfg.resume:

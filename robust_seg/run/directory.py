@@ -14,6 +14,7 @@ line naming the holder. The kernel drops the lock when its process dies, so the 
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -52,6 +53,15 @@ class RunDirectory:
         self._handler: logging.Handler | None = None
         self._lock: int | None = None
         self._took_over: str | None = None
+
+    def follow(self, path: Path) -> None:
+        """A non-zero rank writes into rank 0's directory ``path`` from now on. Its own directory, which Hydra
+        created and time-stamped for it (a second later than rank 0's when their clocks straddle one), is removed
+        while it is still empty; the shared directory is never this rank's to remove."""
+        if path != self.path and self.fresh:
+            with contextlib.suppress(OSError):  # rmdir: only an empty directory
+                self.path.rmdir()
+        self.path, self.fresh = path, False
 
     def lock(self) -> None:
         """Become the directory's only writer, or raise ``RunDirectoryBusy`` naming the process that is."""

@@ -135,8 +135,9 @@ def _run_directory(run_dir: str | Path | RunDirectory, distributed: Distributed)
     main = distributed.is_main
     if not isinstance(run_dir, RunDirectory):
         return RunDirectory(shared_run_dir(run_dir, distributed), is_main=main)
-    run_dir.path = shared_run_dir(run_dir.path, distributed)
-    run_dir.fresh = run_dir.fresh if main else False
+    shared = shared_run_dir(run_dir.path, distributed)
+    if not main:
+        run_dir.follow(shared)
     run_dir.is_main = main  # only rank 0 writes the record and the log (RANK may be known only now: submitit)
     return run_dir
 
